@@ -1,0 +1,38 @@
+"""StepContext: what a step function learns about the attempt it is running in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Workflow
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Passed as the first argument of every step: ``fn(ctx, state)``.
+
+    ``step_name`` and ``workflow_uuid`` make idempotency keys (a step that ran
+    before a crash runs again); ``deadline`` is ``time.monotonic()`` seconds.
+    """
+
+    step_name: str
+    workflow_uuid: str
+    attempt: int
+    deadline: float | None
+    log: Any
+    workflow_name: str = ""
+    step_index: int = 0
+    queue: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<workflow uuid>:<step name>``: the same on every attempt of this step."""
+        return f"{self.workflow_uuid}:{self.step_name}"
+
+    @classmethod
+    def for_step(cls, wf: Workflow, index: int, attempt: int, deadline: float | None,
+                 log: Any) -> StepContext:
+        return cls(wf.steps[index].name, wf.uuid, attempt, deadline, log, wf.name, index,
+                   wf.queue, dict(wf.metadata))

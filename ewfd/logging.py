@@ -1,0 +1,89 @@
+"""structlog set-up for the daemon: one JSON object per line, one ``write`` per line.
+
+The library only ever calls ``structlog.get_logger``; this module is used by
+``ewfd run`` alone, so an embedding program keeps its own logging set-up.
+Each line is written with a single ``os.write`` on a file opened ``O_APPEND``
+(or stdout), so lines from the supervisor and its workers never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class LineWriter:
+    """Where log lines go: stdout (``"-"``) or a file, reopened on SIGUSR1 (logrotate)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.fd = -1
+        self.reopen()
+
+    def reopen(self) -> None:
+        if self.target == "-":
+            if self.fd < 0:   # our own copy: workers point fd 1 at a capture pipe
+                self.fd = os.dup(sys.stdout.fileno())
+            return
+        fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        old, self.fd = self.fd, fd
+        if old >= 0:
+            os.close(old)
+
+    def write_line(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8", "replace")
+        try:
+            while data:
+                written = os.write(self.fd, data)
+                data = data[written:]
+        except OSError:
+            pass   # a full disk or a closed pipe must not kill the worker mid-step
+
+
+class _Logger:
+    def __init__(self, writer: LineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.write_line(message)
+
+    debug = info = warning = warn = error = critical = exception = log = msg
+
+
+def _add_pid(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event["pid"] = os.getpid()
+    return event
+
+
+def _drop_none(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in [k for k, v in event.items() if v is None and k not in ("queue", "error")]:
+        del event[key]
+    return event
+
+
+def configure(writer: LineWriter, level: str = "info") -> None:
+    """Configure structlog globally for this process (the daemon and its workers)."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            _add_pid,
+            _drop_none,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, 20)),
+        logger_factory=lambda *args: _Logger(writer),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _dumps(obj: Any, **kwargs: Any) -> str:
+    return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,82 @@
+"""A scoreboard in shared memory: each worker's state, as its supervisor sees it.
+
+An anonymous ``MAP_SHARED`` mmap made before the fork; each worker writes its
+own slot (what it runs, the step's deadline), the supervisor reads them all to
+renew leases, kill steps that overran their timeout, and publish what
+``ewfd ctl workers`` shows. No locks: one writer per slot, and a torn read is
+harmless because the supervisor re-reads every tick.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+from dataclasses import dataclass
+
+IDLE, RUNNING, STOPPING, STARTING = 0, 1, 2, 3
+STATE_NAMES = {IDLE: "idle", RUNNING: "running", STOPPING: "stopping", STARTING: "starting"}
+
+# state, tasks done, heartbeat (epoch), step deadline (epoch, 0 = none), uuid, step name
+_FORMAT = struct.Struct("<iiddd36s64s")
+
+
+@dataclass(frozen=True)
+class SlotView:
+    state: int
+    tasks: int
+    heartbeat: float
+    deadline: float
+    started: float
+    workflow_uuid: str | None
+    step: str | None
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES.get(self.state, "unknown")
+
+
+class Scoreboard:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._map = mmap.mmap(-1, _FORMAT.size * size)
+
+    def slot(self, index: int) -> Slot:
+        return Slot(self._map, index * _FORMAT.size)
+
+    def read(self, index: int) -> SlotView:
+        state, tasks, beat, deadline, started, uuid, step = _FORMAT.unpack_from(
+            self._map, index * _FORMAT.size)
+        text_uuid = uuid.rstrip(b"\0").decode("ascii", "replace") or None
+        text_step = step.rstrip(b"\0").decode("utf-8", "replace") or None
+        return SlotView(state, tasks, beat, deadline, started, text_uuid, text_step)
+
+    def reset(self, index: int) -> None:
+        _FORMAT.pack_into(self._map, index * _FORMAT.size, STARTING, 0, time.time(), 0.0,
+                          time.time(), b"", b"")
+
+
+class Slot:
+    """The writer's side: one worker's view of its own slot."""
+
+    def __init__(self, buffer: mmap.mmap, offset: int) -> None:
+        self._buf = buffer
+        self._off = offset
+        self.tasks = 0
+
+    def _write(self, state: int, deadline: float, uuid: str | None, step: str | None) -> None:
+        now = time.time()
+        _FORMAT.pack_into(self._buf, self._off, state, self.tasks, now, deadline, now,
+                          (uuid or "").encode()[:36], (step or "").encode()[:64])
+
+    def idle(self) -> None:
+        self._write(IDLE, 0.0, None, None)
+
+    def running(self, uuid: str, step: str | None, deadline_epoch: float = 0.0) -> None:
+        self._write(RUNNING, deadline_epoch, uuid, step)
+
+    def stopping(self) -> None:
+        self._write(STOPPING, 0.0, None, None)
+
+    def task_done(self) -> None:
+        self.tasks += 1

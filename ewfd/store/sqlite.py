@@ -1,0 +1,699 @@
+"""SQLiteStore: the default store, one SQLite file in WAL mode shared by every process.
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction (so the busy timeout
+applies), retried with jittered backoff when the database stays locked; no
+step code ever runs inside a transaction. A connection belongs to the process
+that opened it: open the store after ``fork``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from .. import codec
+from ..errors import (
+    LeaseLost,
+    QueueNotFound,
+    SchemaTooNew,
+    StoreError,
+    TemplateNotFound,
+    WorkflowNotFound,
+)
+from ..model import (
+    Attempt,
+    Claimed,
+    Lease,
+    QueueSpec,
+    Step,
+    Workflow,
+    WorkflowStatus,
+    iso,
+    parse_iso,
+    utcnow,
+)
+from . import schema
+from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
+from .wake import ChangeWaiter
+
+T = TypeVar("T")
+
+_WF_COLUMNS = ("id, uuid, queue, workflow, state, display_name, metadata, status, current_step, "
+               "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested")
+_BUSY_GIVE_UP = 120.0    # seconds of application-level retries before a write is reported
+
+
+def _now_iso() -> str:
+    return iso(utcnow())
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SQLiteStore:
+    """The default store. ``path`` is a file (created with mode 0600 plus group read) or
+    ``":memory:"``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
+                 busy_timeout: float = 5.0, readonly: bool = False) -> None:
+        self.path = os.fspath(path)
+        if synchronous.lower() not in ("normal", "full"):
+            raise ValueError("synchronous must be 'normal' or 'full'")
+        self._synchronous = synchronous.upper()
+        self._busy_timeout = busy_timeout
+        self._readonly = readonly
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._waiter: ChangeWaiter | None = None
+        self._conn = self._connect()
+        self._last_data_version = self._data_version()
+
+    # -- connection ----------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        memory = self.path == ":memory:"
+        if not memory and not self._readonly and not os.path.exists(self.path):
+            # Create the file ourselves so its mode is 0640 whatever the umask allows;
+            # SQLite gives the -wal and -shm files the same mode.
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))
+            except OSError as exc:
+                raise StoreError(f"cannot create database {self.path}: {exc.strerror}") from exc
+        try:
+            if self._readonly:
+                uri = f"file:{os.path.abspath(self.path)}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=self._busy_timeout)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=self._busy_timeout, cached_statements=256)
+            conn.row_factory = sqlite3.Row
+            if not memory and not self._readonly:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode})")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA journal_size_limit=67108864")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > schema.VERSION:
+            raise SchemaTooNew(
+                f"{self.path}: database schema version {version} is newer than this ewfd "
+                f"understands ({schema.VERSION}); upgrade ewfd")
+        if version == schema.VERSION or self._readonly:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for index in range(version, schema.VERSION):
+                for statement in schema.MIGRATIONS[index].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={schema.VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _check_pid(self) -> None:
+        if os.getpid() != self._pid:
+            raise StoreError(
+                f"SQLiteStore opened in process {self._pid} used in process {os.getpid()}: "
+                "open the store after fork")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._waiter is not None:
+                self._waiter.close()
+            if os.getpid() == self._pid:
+                self._conn.close()
+
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        self._check_pid()
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one IMMEDIATE transaction, retrying while the database is locked."""
+        self._check_pid()
+        deadline = time.monotonic() + _BUSY_GIVE_UP
+        delay = 0.005
+        while True:
+            with self._lock:
+                conn = self._conn
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                        conn.execute("COMMIT")
+                        return result
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() > deadline:
+                        raise StoreError(f"{self.path}: {exc}") from exc
+                except sqlite3.DatabaseError as exc:
+                    raise StoreError(f"{self.path}: {exc}") from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
+
+    # -- rows -> objects ------------------------------------------------------------
+    @staticmethod
+    def _steps(text: str | None) -> list[Step]:
+        if not text:
+            return []
+        return [Step.from_dict(d) for d in json.loads(text)]
+
+    def _workflow(self, row: sqlite3.Row, *, typed: bool = True) -> Workflow:
+        try:
+            state = codec.decode_state(row["state"]) if typed else codec.decode_raw(row["state"])
+        except Exception:
+            state = {}
+        try:
+            metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+        except ValueError:
+            metadata = {}
+        return Workflow(
+            uuid=row["uuid"], name=row["workflow"], status=WorkflowStatus(row["status"]),
+            state=state if isinstance(state, dict) else {}, current_step=row["current_step"],
+            created_at=parse_iso(row["created_at"]), steps=self._steps(row["steps"]),
+            queue=row["queue"], display_name=row["display_name"] or "",
+            metadata=metadata if isinstance(metadata, dict) else {}, error=row["error"],
+            updated_at=parse_iso(row["updated_at"]),
+        )
+
+    def _claimed(self, row: sqlite3.Row, owner: str) -> Claimed:
+        lease = Lease(row["id"], row["token"], owner, row["attempt"], row["crashes"])
+        wf = Workflow(
+            uuid=row["uuid"], name=row["workflow"], status=WorkflowStatus.RUNNING,
+            current_step=row["current_step"], created_at=parse_iso(row["created_at"]),
+            queue=row["queue"], display_name=row["display_name"] or "", error=None,
+            updated_at=parse_iso(row["updated_at"]))
+        steps_known = row["steps"] is not None
+        if steps_known:
+            wf.steps = self._steps(row["steps"])
+        try:
+            metadata = json.loads(row["metadata"]) if row["metadata"] else {}
+            wf.metadata = {str(k): str(v) for k, v in metadata.items()}
+        except (ValueError, AttributeError):
+            wf.metadata = {}
+        state = row["state"]
+        return Claimed(lease, wf, state if isinstance(state, str) else json.dumps(state),
+                       steps_known, bool(row["cancel_requested"]))
+
+    # -- workflows ----------------------------------------------------------------------
+    def create_workflow(self, wf: Workflow, state_json: str) -> Workflow:
+        now = _now_iso()
+        steps = json.dumps([s.to_dict() for s in wf.steps]) if wf.steps else None
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO jobs (uuid, queue, workflow, state, display_name, metadata, status,"
+                " current_step, created_at, updated_at, steps) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (wf.uuid, wf.queue, wf.name, state_json, wf.display_name,
+                 json.dumps(wf.metadata), WorkflowStatus.PENDING.value, wf.current_step,
+                 iso(wf.created_at), now, steps))
+
+        self._write(tx)
+        wf.status = WorkflowStatus.PENDING
+        wf.updated_at = parse_iso(now)
+        return wf
+
+    def load_workflow(self, uuid: str, *, typed: bool = True) -> Workflow:
+        rows = self._read(f"SELECT {_WF_COLUMNS} FROM jobs WHERE uuid = ?", (uuid,))
+        if not rows:
+            raise WorkflowNotFound(f"no workflow {uuid}")
+        return self._workflow(rows[0], typed=typed)
+
+    def list_workflows(self, *, status: WorkflowStatus | None = None, queue: str | None = None,
+                       name: str | None = None, limit: int | None = None,
+                       typed: bool = True) -> list[Workflow]:
+        where, params = [], []
+        for column, value in (("status", status), ("queue", queue), ("workflow", name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        sql = f"SELECT {_WF_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._workflow(r, typed=typed) for r in self._read(sql, params)]
+
+    def delete_workflow(self, uuid: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("DELETE FROM jobs WHERE uuid = ? RETURNING id", (uuid,)).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM history WHERE job_id = ?", (row[0],))
+            return True
+
+        return self._write(tx)
+
+    def history(self, uuid: str) -> list[Attempt]:
+        rows = self._read("SELECT id FROM jobs WHERE uuid = ?", (uuid,))
+        if not rows:
+            raise WorkflowNotFound(f"no workflow {uuid}")
+        return [
+            Attempt(r["step"], r["step_index"], r["attempt"], parse_iso(r["started_at"]),
+                    parse_iso(r["finished_at"]) if r["finished_at"] else None, r["duration_ms"],
+                    r["outcome"], r["error"], r["worker_pid"])
+            for r in self._read("SELECT * FROM history WHERE job_id = ? ORDER BY id", (rows[0][0],))
+        ]
+
+    def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
+        now = _now_iso()
+
+        def tx(conn: sqlite3.Connection) -> WorkflowStatus | None:
+            row = conn.execute("SELECT status FROM jobs WHERE uuid = ?", (uuid,)).fetchone()
+            if row is None:
+                raise WorkflowNotFound(f"no workflow {uuid}")
+            status = WorkflowStatus(row[0])
+            if status == WorkflowStatus.PENDING:
+                conn.execute(
+                    "UPDATE jobs SET status='cancelled', error='cancelled', lease_owner=NULL, "
+                    "lease_expires=NULL, token=token+1, updated_at=? WHERE uuid=?", (now, uuid))
+                return WorkflowStatus.CANCELLED
+            if status == WorkflowStatus.RUNNING:
+                conn.execute("UPDATE jobs SET cancel_requested=1, updated_at=? WHERE uuid=?",
+                             (now, uuid))
+                return WorkflowStatus.RUNNING
+            return None
+
+        return self._write(tx)
+
+    def retry_workflow(self, uuid: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT status FROM jobs WHERE uuid = ?", (uuid,)).fetchone()
+            if row is None:
+                raise WorkflowNotFound(f"no workflow {uuid}")
+            cur = conn.execute(
+                "UPDATE jobs SET status='pending', error=NULL, attempt=0, crashes=0, "
+                "cancel_requested=0, not_before=0, lease_owner=NULL, lease_expires=NULL, "
+                "updated_at=? WHERE uuid=? AND status IN ('failed','cancelled')",
+                (_now_iso(), uuid))
+            return cur.rowcount == 1
+
+        return self._write(tx)
+
+    def _prune_where(self, older_than: float,
+                     statuses: Sequence[WorkflowStatus]) -> tuple[str, list[Any]]:
+        finished = [str(s) for s in statuses if WorkflowStatus(s).finished]
+        if not finished:
+            raise ValueError("prune only deletes finished workflows (completed/failed/cancelled)")
+        marks = ",".join("?" * len(finished))
+        cutoff = iso(datetime.fromtimestamp(older_than, UTC))
+        return f"status IN ({marks}) AND updated_at < ?", [*finished, cutoff]
+
+    def count_prunable(self, *, older_than: float, statuses: Sequence[WorkflowStatus]) -> int:
+        where, params = self._prune_where(older_than, statuses)
+        return int(self._read(f"SELECT count(*) FROM jobs WHERE {where}", params)[0][0])
+
+    def prune(self, *, older_than: float, statuses: Sequence[WorkflowStatus],
+              batch: int = 500) -> Iterator[int]:
+        where, params = self._prune_where(older_than, statuses)
+
+        def tx(conn: sqlite3.Connection) -> int:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM jobs WHERE {where} LIMIT {int(batch)}", params)]
+            if not ids:
+                return 0
+            marks = ",".join("?" * len(ids))
+            conn.execute(f"DELETE FROM history WHERE job_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+            return len(ids)
+
+        while True:
+            n = self._write(tx)
+            if not n:
+                return
+            yield n
+
+    def resumable(self) -> list[Resumable]:
+        rows = self._read(
+            "SELECT uuid, status, lease_owner, lease_expires FROM jobs WHERE queue IS NULL AND "
+            "status IN ('pending','running') ORDER BY id")
+        return [Resumable(r[0], WorkflowStatus(r[1]), r[2], r[3]) for r in rows]
+
+    # -- claiming and fenced writes ------------------------------------------------------------
+    _CLAIM_SET = ("status='running', lease_owner=:owner, lease_expires=:expires, token=token+1, "
+                  "step_started_at=:now, updated_at=:now")
+
+    def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
+        now = time.time()
+        params = {"owner": owner, "expires": now + lease, "now": _now_iso(), "queue": queue,
+                  "t": now}
+        sql = (f"UPDATE jobs SET {self._CLAIM_SET} WHERE id = (SELECT id FROM jobs "
+               "WHERE status='pending' AND queue=:queue AND not_before <= :t ORDER BY id LIMIT 1) "
+               "AND NOT EXISTS (SELECT 1 FROM queues WHERE name=:queue AND paused) "
+               f"RETURNING {_WF_COLUMNS}")
+
+        def tx(conn: sqlite3.Connection) -> Claimed | None:
+            row = conn.execute(sql, params).fetchone()
+            return None if row is None else self._claimed(row, owner)
+
+        return self._write(tx)
+
+    def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
+        now = time.time()
+        params = {"owner": owner, "expires": now + lease, "now": _now_iso(), "uuid": uuid}
+        sql = (f"UPDATE jobs SET {self._CLAIM_SET} WHERE uuid=:uuid AND status='pending' "
+               f"RETURNING {_WF_COLUMNS}")
+
+        def tx(conn: sqlite3.Connection) -> Claimed | None:
+            row = conn.execute(sql, params).fetchone()
+            return None if row is None else self._claimed(row, owner)
+
+        return self._write(tx)
+
+    @staticmethod
+    def _history(conn: sqlite3.Connection, job_id: int, a: Attempt) -> None:
+        conn.execute(
+            "INSERT INTO history (job_id, step, step_index, attempt, started_at, finished_at, "
+            "duration_ms, outcome, error, worker_pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (job_id, a.step, a.step_index, a.attempt, iso(a.started_at),
+             iso(a.finished_at) if a.finished_at else None, a.duration_ms, a.outcome, a.error,
+             a.worker_pid))
+
+    def _fenced(self, conn: sqlite3.Connection, lease: Lease, sets: str,
+                params: dict[str, Any]) -> sqlite3.Row:
+        row = conn.execute(
+            f"UPDATE jobs SET {sets}, steps=COALESCE(steps, :steps), updated_at=:now "
+            "WHERE id=:id AND token=:token AND status='running' RETURNING cancel_requested",
+            {**params, "id": lease.job_id, "token": lease.token, "steps": lease.steps_json,
+             "now": params.get("now") or _now_iso()}).fetchone()
+        if row is None:
+            raise LeaseLost(f"lease on workflow #{lease.job_id} (token {lease.token}) was lost")
+        result: sqlite3.Row = row
+        return result
+
+    def save_step(self, lease: Lease, *, step_index: int, state_json: str, attempt: Attempt,
+                  completed: bool) -> bool:
+        now = _now_iso()
+        if completed:
+            sets = ("state=:state, current_step=:next, status='completed', attempt=0, crashes=0, "
+                    "error=NULL, lease_owner=NULL, lease_expires=NULL")
+        else:
+            sets = ("state=:state, current_step=:next, attempt=0, crashes=0, "
+                    "step_started_at=:now")
+        params = {"state": state_json, "next": step_index + 1, "now": now}
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = self._fenced(conn, lease, sets, params)
+            self._history(conn, lease.job_id, attempt)
+            return bool(row[0])
+
+        return self._write(tx)
+
+    def record_attempt(self, lease: Lease, *, attempt: Attempt) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = self._fenced(conn, lease, "attempt=:attempt", {"attempt": attempt.attempt})
+            self._history(conn, lease.job_id, attempt)
+            return bool(row[0])
+
+        return self._write(tx)
+
+    def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
+                attempt: Attempt | None = None, not_before: float = 0.0) -> None:
+        sets = ("status=:status, error=:error, not_before=:not_before, lease_owner=NULL, "
+                "lease_expires=NULL")
+        params: dict[str, Any] = {"status": str(status), "error": error, "not_before": not_before}
+        if attempt is not None and attempt.outcome == "failed":
+            sets += ", attempt=:attempt"
+            params["attempt"] = attempt.attempt
+        if status == WorkflowStatus.PENDING:
+            sets += ", token=token+1"
+
+        def tx(conn: sqlite3.Connection) -> None:
+            self._fenced(conn, lease, sets, params)
+            if attempt is not None:
+                self._history(conn, lease.job_id, attempt)
+
+        self._write(tx)
+
+    def held_by(self, owner: str) -> list[Claimed]:
+        rows = self._read(f"SELECT {_WF_COLUMNS} FROM jobs WHERE status='running' AND "
+                          "lease_owner = ?", (owner,))
+        return [self._claimed(r, owner) for r in rows]
+
+    def cancel_requested(self, lease: Lease) -> bool:
+        rows = self._read("SELECT cancel_requested FROM jobs WHERE id=? AND token=? AND "
+                          "status='running'", (lease.job_id, lease.token))
+        if not rows:
+            raise LeaseLost(f"lease on workflow #{lease.job_id} (token {lease.token}) was lost")
+        return bool(rows[0][0])
+
+    def renew_leases(self, owners: Sequence[str], lease: float) -> int:
+        if not owners:
+            return 0
+        marks = ",".join("?" * len(owners))
+
+        def tx(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                f"UPDATE jobs SET lease_expires=? WHERE status='running' AND lease_owner IN "
+                f"({marks})", (time.time() + lease, *owners))
+            return cur.rowcount
+
+        return self._write(tx)
+
+    def interrupt(self, *, owner: str | None = None, expired: bool = False,
+                  reason: str = "worker died", crash: bool = True) -> list[Interrupted]:
+        if owner is None and not expired:
+            raise ValueError("interrupt needs an owner or expired=True")
+        params: list[Any]
+        if owner is not None:
+            cond, params = "j.lease_owner = ?", [owner]
+        else:
+            cond, params = "j.lease_expires < ?", [time.time()]
+            # A cheap read first: an idle daemon must not write every time it looks.
+            if not self._read(f"SELECT 1 FROM jobs j WHERE j.status='running' AND {cond} "
+                              "LIMIT 1", params):
+                return []
+        now = utcnow()
+
+        def tx(conn: sqlite3.Connection) -> list[Interrupted]:
+            out = []
+            rows = conn.execute(
+                "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
+                "j.attempt, j.step_started_at, j.lease_owner, q.max_crashes FROM jobs j "
+                f"LEFT JOIN queues q ON q.name = j.queue WHERE j.status='running' AND {cond}",
+                params).fetchall()
+            for r in rows:
+                step = self._step_name(conn, r["workflow"], r["steps"], r["current_step"])
+                crashes = r["crashes"] + int(crash)
+                limit = r["max_crashes"] or DEFAULT_MAX_CRASHES
+                started = parse_iso(r["step_started_at"]) if r["step_started_at"] else now
+                pid = _owner_pid(r["lease_owner"])
+                self._history(conn, r["id"], Attempt(
+                    step, r["current_step"], r["attempt"] + 1, started, now,
+                    (now - started).total_seconds() * 1000, "interrupted", reason, pid))
+                if crash and crashes >= limit:
+                    status = WorkflowStatus.FAILED
+                    error: str | None = f"step {step}: worker died {crashes} times (last: {reason})"
+                else:
+                    status, error = WorkflowStatus.PENDING, None
+                conn.execute(
+                    "UPDATE jobs SET status=?, error=?, crashes=?, token=token+1, "
+                    "lease_owner=NULL, lease_expires=NULL, updated_at=? WHERE id=?",
+                    (str(status), error, crashes, iso(now), r["id"]))
+                out.append(Interrupted(r["uuid"], r["workflow"], r["queue"], step, crashes,
+                                       status, error))
+            return out
+
+        return self._write(tx)
+
+    @staticmethod
+    def _step_name(conn: sqlite3.Connection, workflow: str, steps: str | None, index: int) -> str:
+        if steps is None:
+            row = conn.execute("SELECT steps FROM templates WHERE name=?", (workflow,)).fetchone()
+            steps = row[0] if row else None
+        try:
+            return str(json.loads(steps or "[]")[index]["name"])
+        except (ValueError, IndexError, KeyError, TypeError):
+            return f"#{index}"
+
+    def reject_unknown_queues(self) -> list[tuple[str, str]]:
+        where = ("status='pending' AND queue IS NOT NULL AND "
+                 "queue NOT IN (SELECT name FROM queues)")
+        if not self._read(f"SELECT 1 FROM jobs WHERE {where} LIMIT 1"):
+            return []
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            out = []
+            for r in conn.execute(f"SELECT id, uuid, queue FROM jobs WHERE {where}").fetchall():
+                error = (f"unknown queue {r['queue']!r}: no configured or created queue has "
+                         "that name")
+                conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
+                             "updated_at=? WHERE id=?", (error, _now_iso(), r["id"]))
+                out.append((r["uuid"], error))
+            return out
+
+        return self._write(tx)
+
+    def lease_owners(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT DISTINCT lease_owner FROM jobs WHERE "
+                                         "status='running' AND lease_owner IS NOT NULL")]
+
+    # -- templates -------------------------------------------------------------------------
+    def save_template(self, name: str, steps: Sequence[dict[str, Any]]) -> None:
+        text = json.dumps(list(steps))
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO templates (name, steps, updated_at) VALUES (?,?,?) ON CONFLICT(name) "
+            "DO UPDATE SET steps=excluded.steps, updated_at=excluded.updated_at "
+            "WHERE steps IS NOT excluded.steps", (name, text, _now_iso())))
+
+    def load_template(self, name: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT steps FROM templates WHERE name=?", (name,))
+        if not rows:
+            raise TemplateNotFound(f"no template {name!r} in {self.path}")
+        return list(json.loads(rows[0][0]))
+
+    def load_templates(self) -> dict[str, list[dict[str, Any]]]:
+        return {r[0]: json.loads(r[1]) for r in
+                self._read("SELECT name, steps FROM templates ORDER BY name")}
+
+    # -- queues ------------------------------------------------------------------------------
+    _QUEUE_FIELDS = ("workers", "poll_interval", "auto_delete", "delete_after", "pop_timeout",
+                     "lease", "max_crashes", "max_tasks_per_worker", "max_memory")
+
+    def save_queue(self, spec: QueueSpec) -> None:
+        cols = ", ".join(self._QUEUE_FIELDS)
+        marks = ", ".join("?" * len(self._QUEUE_FIELDS))
+        updates = ", ".join(f"{c}=excluded.{c}" for c in self._QUEUE_FIELDS)
+        values = [getattr(spec, c) for c in self._QUEUE_FIELDS]
+        self._write(lambda conn: conn.execute(
+            f"INSERT INTO queues (name, {cols}, paused, updated_at) VALUES (?, {marks}, ?, ?) "
+            f"ON CONFLICT(name) DO UPDATE SET {updates}, updated_at=excluded.updated_at",
+            (spec.name, *values, int(spec.paused), _now_iso())))
+
+    def delete_queue(self, name: str) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            if conn.execute("DELETE FROM queues WHERE name=?", (name,)).rowcount == 0:
+                raise QueueNotFound(f"no queue {name!r}")
+
+        self._write(tx)
+
+    def _queue(self, r: sqlite3.Row) -> QueueSpec:
+        return QueueSpec(name=r["name"], workers=r["workers"], poll_interval=r["poll_interval"],
+                         auto_delete=bool(r["auto_delete"]), delete_after=r["delete_after"],
+                         pop_timeout=r["pop_timeout"], lease=r["lease"],
+                         max_crashes=r["max_crashes"],
+                         max_tasks_per_worker=r["max_tasks_per_worker"],
+                         max_memory=r["max_memory"], paused=bool(r["paused"]))
+
+    def load_queue(self, name: str) -> QueueSpec:
+        rows = self._read("SELECT * FROM queues WHERE name=?", (name,))
+        if not rows:
+            raise QueueNotFound(f"no queue {name!r}")
+        return self._queue(rows[0])
+
+    def load_queues(self) -> list[QueueSpec]:
+        return [self._queue(r) for r in self._read("SELECT * FROM queues ORDER BY name")]
+
+    def set_paused(self, name: str, paused: bool) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT paused FROM queues WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise QueueNotFound(f"no queue {name!r}")
+            conn.execute("UPDATE queues SET paused=?, updated_at=? WHERE name=?",
+                         (int(paused), _now_iso(), name))
+            return bool(row[0]) != paused
+
+        return self._write(tx)
+
+    def queue_stats(self) -> list[dict[str, Any]]:
+        stats: dict[str, dict[str, Any]] = {}
+        for q in self.load_queues():
+            stats[q.name] = {"queue": q.name, "workers": q.workers, "paused": q.paused}
+        for r in self._read("SELECT queue, status, count(*) FROM jobs WHERE queue IS NOT NULL "
+                            "GROUP BY queue, status"):
+            entry = stats.setdefault(r[0], {"queue": r[0], "workers": 0, "paused": False})
+            entry[r[1]] = r[2]
+        now = utcnow()
+        for r in self._read("SELECT queue, min(created_at) FROM jobs WHERE status='pending' AND "
+                            "queue IS NOT NULL GROUP BY queue"):
+            stats[r[0]]["oldest_pending_age_s"] = (now - parse_iso(r[1])).total_seconds()
+        out = []
+        for name in sorted(stats):
+            entry = stats[name]
+            for s in WorkflowStatus:
+                entry.setdefault(str(s), 0)
+            entry.setdefault("oldest_pending_age_s", None)
+            out.append(entry)
+        return out
+
+    def queue_activity(self, name: str) -> tuple[int, float | None]:
+        open_ = self._read("SELECT count(*) FROM jobs WHERE queue=? AND status IN "
+                           "('pending','running')", (name,))[0][0]
+        last = self._read("SELECT max(updated_at) FROM (SELECT updated_at FROM jobs WHERE queue=? "
+                          "UNION ALL SELECT updated_at FROM queues WHERE name=?)", (name, name))
+        text = last[0][0]
+        return int(open_), (parse_iso(text).timestamp() if text else None)
+
+    # -- wake-up and housekeeping -------------------------------------------------------
+    def next_due(self, queue: str) -> float | None:
+        rows = self._read("SELECT min(not_before) FROM jobs WHERE status='pending' AND queue=?",
+                          (queue,))
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    @property
+    def wakes_on_change(self) -> bool:
+        """True when :meth:`wait_for_change` blocks on inotify rather than polling."""
+        if self._waiter is None:
+            self._waiter = ChangeWaiter(self.path)
+        return self._waiter.blocking
+
+    def _data_version(self) -> int:
+        return int(self._read("PRAGMA data_version")[0][0])
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Return when another connection committed, or after ``timeout``.
+
+        Blocks on inotify where it can; each wake-up costs one ``PRAGMA data_version``.
+        """
+        if self._waiter is None:
+            self._waiter = ChangeWaiter(self.path)
+        deadline = time.monotonic() + timeout
+        while True:
+            version = self._data_version()
+            if version != self._last_data_version:
+                self._last_data_version = version
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            step = remaining if self._waiter.blocking else min(remaining, 0.05)
+            self._waiter.wait(step)
+
+    def maintenance(self) -> None:
+        self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def integrity_check(self) -> str:
+        return str(self._read("PRAGMA integrity_check")[0][0])
+
+
+def _owner_pid(owner: str | None) -> int | None:
+    try:
+        return int((owner or "").split(":")[1])
+    except (IndexError, ValueError):
+        return None

@@ -1,0 +1,503 @@
+"""The supervisor of ``ewfd run``: forks worker pools per queue and keeps them healthy.
+
+Shaped after gunicorn's arbiter: signal handlers only queue the signal (the
+self-pipe wakes the loop); the main loop sleeps, reaps, spawns and runs the
+periodic duties (lease renewal, expired-lease reclaim, timeout kills, queue
+changes, the ``ctl workers`` runtime file, the systemd watchdog).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import psutil
+import structlog
+
+from . import identity, runner, runtime, systemd
+from .config import Config, QueueConfig
+from .engine import Engine
+from .errors import StoreError
+from .model import QueueSpec, WorkflowStatus
+from .slots import RUNNING, Scoreboard
+from .store.sqlite import SQLiteStore
+from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
+
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
+TICK = 0.5
+MAX_SLOTS = 512
+FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
+MAX_RESTART_DELAY = 30.0
+
+
+@dataclass
+class WorkerProc:
+    pid: int
+    queue: str
+    slot: int
+    owner: str
+    output_fd: int
+    started: float
+    retiring: str | None = None     # why we asked it to go: shutdown, reload, removed, recycle
+    killed_for_timeout: str | None = None
+    buffer: bytes = b""
+
+
+@dataclass
+class Pool:
+    spec: QueueSpec
+    failures: int = 0
+    next_start: float = 0.0
+
+
+def queue_spec(qc: QueueConfig, paused: bool = False) -> QueueSpec:
+    return QueueSpec(qc.name, workers=qc.workers, poll_interval=qc.poll_interval, lease=qc.lease,
+                     max_crashes=qc.max_crashes, max_tasks_per_worker=qc.max_tasks_per_worker,
+                     max_memory=qc.max_memory, paused=paused)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class Supervisor:
+    def __init__(self, config: Config, engine: Engine, *, reopen_log: Callable[[], None],
+                 reload_config: Callable[[], Config] | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.reopen_log = reopen_log
+        self.reload_config = reload_config
+        self.log = structlog.get_logger("ewfd")
+        self.workers: dict[int, WorkerProc] = {}
+        self.pools: dict[str, Pool] = {}
+        self.board = Scoreboard(MAX_SLOTS)
+        self.free_slots = list(range(MAX_SLOTS - 1, -1, -1))
+        self.signals: list[int] = []
+        self.stopping = False
+        self.exit_code = 0
+        self.store: SQLiteStore | None = None
+        self.started = time.time()
+        self.runtime_path = runtime.path_for(str(config.database))
+        self._last: dict[str, float] = {}
+        self._published = ""
+
+    # -- database ---------------------------------------------------------------------------
+    def open_store(self) -> SQLiteStore:
+        return SQLiteStore(self.config.database, synchronous=self.config.synchronous)
+
+    @property
+    def db(self) -> SQLiteStore:
+        if self.store is None:
+            self.store = self.open_store()
+        return self.store
+
+    def close_store(self) -> None:
+        """Close our connection before fork: SQLite must never see a connection cross a fork."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def every(self, name: str, seconds: float) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(name, 0.0) >= seconds:
+            self._last[name] = now
+            return True
+        return False
+
+    # -- set-up ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.pipe_r, self.pipe_w = os.pipe()
+        for fd in (self.pipe_r, self.pipe_w):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+            fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+        signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
+        for sig in HANDLED:
+            signal.signal(sig, self._on_signal)
+        store = self.db
+        self.engine.bind(store, save_templates=True)
+        for qc in self.config.queues.values():
+            try:
+                paused = store.load_queue(qc.name).paused
+            except LookupError:
+                paused = False
+            store.save_queue(queue_spec(qc, paused))
+        for owner in store.lease_owners():   # workers of a supervisor that was killed
+            if identity.is_dead(owner):
+                self._interrupted(store.interrupt(owner=owner, reason="supervisor died"))
+        self.sync_queues()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+
+    # -- the main loop -----------------------------------------------------------------------------
+    def run(self) -> int:
+        self.setup()
+        self.log.info("supervisor.started", database=str(self.config.database),
+                      app=self.config.app, queues=sorted(self.pools),
+                      workers=sum(p.spec.workers for p in self.pools.values()))
+        self.spawn_missing()
+        systemd.ready(f"running {len(self.workers)} workers")
+        watchdog = systemd.watchdog_interval()
+        while True:
+            self.handle_signals()
+            self.reap()
+            if self.stopping:
+                if not self.workers:
+                    break
+                self.wait(0.1)
+                continue
+            self.duties()
+            if watchdog and self.every("watchdog", watchdog / 2):
+                systemd.watchdog()
+            self.spawn_missing()
+            self.wait(TICK)
+        self.close_store()
+        with contextlib.suppress(OSError):
+            os.unlink(self.runtime_path)
+        self.log.info("supervisor.stopped", exit_code=self.exit_code)
+        return self.exit_code
+
+    def wait(self, timeout: float) -> None:
+        fds = [self.pipe_r] + [w.output_fd for w in self.workers.values() if w.output_fd >= 0]
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        for fd in ready:
+            if fd == self.pipe_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.pipe_r, 4096):
+                        pass
+            else:
+                self.read_output(fd)
+
+    def read_output(self, fd: int, final: bool = False) -> None:
+        proc = next((w for w in self.workers.values() if w.output_fd == fd), None)
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            data = b""
+        if proc is None:
+            return
+        proc.buffer += data
+        lines = proc.buffer.split(b"\n")
+        proc.buffer = b"" if final else lines.pop()
+        for line in lines:
+            if line.strip():
+                self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
+                              output=line.decode("utf-8", "replace")[:4096])
+
+    # -- signals ---------------------------------------------------------------------------
+    def handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.handle_stop(signum)
+            elif signum == signal.SIGHUP:
+                self.handle_hup()
+            elif signum == signal.SIGUSR1:
+                self.reopen_log()
+                for pid in self.workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGUSR1)
+                self.log.info("supervisor.log_reopened")
+
+    def handle_stop(self, signum: int) -> None:
+        if self.stopping:   # a second TERM/INT: do not wait any longer
+            self.log.warning("supervisor.stopping", signal=signal_name(signum), forced=True)
+            self.shutdown_deadline = 0.0
+            return
+        self.stopping = True
+        self.shutdown_deadline = time.monotonic() + self.config.shutdown_timeout
+        systemd.stopping()
+        self.log.info("supervisor.stopping", signal=signal_name(signum),
+                      shutdown_timeout=self.config.shutdown_timeout)
+        for proc in self.workers.values():
+            self.retire(proc, "shutdown")
+
+    def handle_hup(self) -> None:
+        if self.reload_config is None:
+            return
+        systemd.reloading()
+        try:
+            config = self.reload_config()
+        except Exception as exc:
+            self.log.error("supervisor.reload_failed", error=str(exc))
+            systemd.ready()
+            return
+        self.config = replace(config, database=self.config.database, app=self.config.app)
+        store = self.db
+        for qc in self.config.queues.values():
+            try:
+                paused = store.load_queue(qc.name).paused
+            except LookupError:
+                paused = False
+            store.save_queue(queue_spec(qc, paused))
+        self.sync_queues()
+        for proc in list(self.workers.values()):
+            self.retire(proc, "reload")
+        for pool in self.pools.values():
+            pool.failures, pool.next_start = 0, 0.0
+        self.log.info("supervisor.reloaded",
+                      workers=sum(p.spec.workers for p in self.pools.values()))
+        systemd.ready()
+
+    def retire(self, proc: WorkerProc, why: str) -> None:
+        """Ask a worker to finish its current step and exit (SIGTERM)."""
+        if proc.retiring is None:
+            proc.retiring = why
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+
+    # -- reaping ---------------------------------------------------------------------------------
+    def reap(self) -> None:
+        if self.stopping and self.workers and time.monotonic() >= self.shutdown_deadline:
+            for proc in self.workers.values():
+                if proc.retiring != "killed":
+                    proc.retiring = "killed"
+                    self.log.warning("worker.killed", worker_pid=proc.pid, queue=proc.queue,
+                                     reason="shutdown_timeout")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGKILL)
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            dead = self.workers.pop(pid, None)
+            if dead is not None:
+                self.on_exit(dead, status)
+
+    def on_exit(self, proc: WorkerProc, status: int) -> None:
+        self.read_output(proc.output_fd, final=True)
+        os.close(proc.output_fd)
+        self.free_slots.append(proc.slot)
+        lived = time.monotonic() - proc.started
+        if os.WIFSIGNALED(status):
+            how: dict[str, Any] = {"signal": signal_name(os.WTERMSIG(status))}
+            reason = how["signal"]
+            code = -os.WTERMSIG(status)
+        else:
+            code = os.WEXITSTATUS(status)
+            how, reason = {"exit_code": code}, f"exit code {code}"
+        self.log.info("worker.exited", worker_pid=proc.pid, queue=proc.queue, **how)
+        try:
+            self.release(proc, reason)
+        except StoreError as exc:   # leases then expire and are reclaimed: nothing is lost
+            self.log.error("store.error", error=str(exc))
+        pool = self.pools.get(proc.queue)
+        if self.stopping or pool is None or proc.retiring in ("reload", "removed", "shutdown"):
+            return
+        if code == EXIT_BOOT:
+            self.log.error("supervisor.boot_error", queue=proc.queue,
+                           error="a worker could not start; stopping instead of crash-looping")
+            self.exit_code = EXIT_BOOT
+            self.handle_stop(signal.SIGTERM)
+            return
+        if code == EXIT_RECYCLE or proc.retiring == "recycle":
+            self.log.info("worker.recycled", worker_pid=proc.pid, queue=proc.queue,
+                          reason="max_memory" if proc.retiring == "recycle" else
+                          "max_tasks_per_worker")
+            return
+        if code != 0 and lived < FAST_DEATH:
+            pool.failures += 1
+            delay = min(0.1 * 2 ** pool.failures, MAX_RESTART_DELAY)
+            pool.next_start = time.monotonic() + delay
+        else:
+            pool.failures, delay = 0, 0.0
+        if code != 0:
+            self.log.warning("worker.restarted", queue=proc.queue, worker_pid=proc.pid,
+                             delay=round(delay, 3), failures=pool.failures, reason=reason)
+
+    def release(self, proc: WorkerProc, reason: str) -> None:
+        """Give a dead worker's workflows back at once instead of waiting for the lease."""
+        store = self.db
+        if proc.killed_for_timeout is not None:
+            for claimed in store.held_by(proc.owner):
+                runner.record_killed(self.engine, store, claimed, proc.killed_for_timeout,
+                                     proc.pid, self.log)
+        graceful = proc.retiring in ("shutdown", "killed") and self.stopping
+        self._interrupted(store.interrupt(owner=proc.owner, reason=reason, crash=not graceful))
+
+    def _interrupted(self, items: list[Any]) -> None:
+        for item in items:
+            keys = {"workflow_uuid": item.uuid, "workflow": item.name, "queue": item.queue,
+                    "step": item.step}
+            if item.status == WorkflowStatus.FAILED:
+                self.log.error("workflow.failed", error=item.error, **keys)
+            else:
+                self.log.warning("workflow.interrupted", crashes=item.crashes, **keys)
+
+    # -- periodic duties -------------------------------------------------------------------------
+    def duties(self) -> None:
+        try:
+            self.check_timeouts()
+            if self.every("leases", min([p.spec.lease for p in self.pools.values()] or [30]) / 3):
+                self.renew_leases()
+            if self.every("reclaim", 1.0):
+                self._interrupted(self.db.interrupt(expired=True, reason="lease expired"))
+                for uuid, error in self.db.reject_unknown_queues():
+                    self.log.error("job.rejected", workflow_uuid=uuid, error=error)
+            if self.every("queues", min([p.spec.poll_interval for p in self.pools.values()]
+                                        or [1.0]) if self.pools else 1.0):
+                self.sync_queues()
+            if self.every("auto_delete", 1.0):
+                self.auto_delete()
+            if self.every("memory", 5.0):
+                self.check_memory()
+            if self.every("checkpoint", 60.0):
+                self.db.maintenance()
+            self.publish()
+        except StoreError as exc:
+            self.log.error("store.error", error=str(exc))
+
+    def sync_queues(self) -> None:
+        """Make the pools match the stored queues (config queues take the config's settings)."""
+        stored = {q.name: q for q in self.db.load_queues()}
+        for name, spec in stored.items():
+            qc = self.config.queues.get(name)
+            if qc is not None:
+                spec = queue_spec(qc, spec.paused)
+            pool = self.pools.get(name)
+            if pool is None:
+                self.pools[name] = Pool(spec)
+                if self.workers:
+                    self.log.info("queue.added", queue=name, workers=spec.workers)
+            else:
+                pool.spec = spec
+        for name in [n for n in self.pools if n not in stored]:
+            del self.pools[name]
+            self.log.info("queue.removed", queue=name)
+            for proc in self.workers.values():
+                if proc.queue == name:
+                    self.retire(proc, "removed")
+        for name, pool in self.pools.items():   # fewer workers wanted: retire the extras
+            active = [w for w in self.workers.values() if w.queue == name and not w.retiring]
+            for proc in active[pool.spec.workers:]:
+                self.retire(proc, "removed")
+
+    def renew_leases(self) -> None:
+        """Vouch for live workers' leases, so a step holding the GIL cannot lose its lease."""
+        by_lease: dict[float, list[str]] = {}
+        for proc in self.workers.values():
+            if self.board.read(proc.slot).state != RUNNING:
+                continue
+            try:   # a stopped (SIGSTOP) worker must lose its lease: that is what fencing is for
+                if psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED:
+                    continue
+            except psutil.Error:
+                continue
+            pool = self.pools.get(proc.queue)
+            by_lease.setdefault(pool.spec.lease if pool else 30.0, []).append(proc.owner)
+        for lease, owners in by_lease.items():
+            self.db.renew_leases(owners, lease)
+
+    def check_timeouts(self) -> None:
+        now = time.time()
+        for proc in self.workers.values():
+            view = self.board.read(proc.slot)
+            if (proc.killed_for_timeout is None and view.state == RUNNING and view.deadline
+                    and now > view.deadline + self.config.timeout_grace):
+                proc.killed_for_timeout = (
+                    f"ignored the interruption for {now - view.deadline:.1f}s; worker killed")
+                self.log.warning("worker.killed", worker_pid=proc.pid, queue=proc.queue,
+                                 workflow_uuid=view.workflow_uuid, step=view.step,
+                                 reason="step timeout")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+
+    def auto_delete(self) -> None:
+        for name, pool in list(self.pools.items()):
+            if not pool.spec.auto_delete:
+                continue
+            open_count, last = self.db.queue_activity(name)
+            if open_count == 0 and last is not None and time.time() - last > pool.spec.delete_after:
+                with contextlib.suppress(LookupError):
+                    self.db.delete_queue(name)
+                    self.log.info("queue.auto_deleted", queue=name)
+        self.sync_queues()
+
+    def check_memory(self) -> None:
+        for proc in self.workers.values():
+            pool = self.pools.get(proc.queue)
+            if pool is None or not pool.spec.max_memory or proc.retiring:
+                continue
+            try:
+                rss = psutil.Process(proc.pid).memory_info().rss
+            except psutil.Error:
+                continue
+            if rss > pool.spec.max_memory:
+                self.log.info("worker.recycling", worker_pid=proc.pid, queue=proc.queue,
+                              rss_bytes=rss, max_memory=pool.spec.max_memory)
+                self.retire(proc, "recycle")
+
+    def publish(self) -> None:
+        """Write the runtime file ``ewfd ctl workers`` reads (when it changed, or every 5 s)."""
+        rows = []
+        for proc in sorted(self.workers.values(), key=lambda w: w.pid):
+            view = self.board.read(proc.slot)
+            rows.append({"pid": proc.pid, "queue": proc.queue,
+                         "state": "stopping" if proc.retiring else view.state_name,
+                         "workflow_uuid": view.workflow_uuid, "step": view.step,
+                         "tasks": view.tasks})
+        text = repr(rows)
+        if text == self._published and not self.every("publish", 5.0):
+            return
+        self._published = text
+        with contextlib.suppress(OSError):
+            runtime.write(self.runtime_path, {
+                "supervisor": {"pid": os.getpid(), "identity": identity.current(),
+                               "started_at": self.started, "database": str(self.config.database),
+                               "config": str(self.config.path) if self.config.path else None},
+                "updated_at": time.time(), "workers": rows})
+
+    # -- spawning -------------------------------------------------------------------------------
+    def spawn_missing(self) -> None:
+        now = time.monotonic()
+        wanted: list[Pool] = []
+        for name, pool in sorted(self.pools.items()):
+            active = sum(1 for w in self.workers.values() if w.queue == name and not w.retiring)
+            if pool.next_start <= now:
+                wanted += [pool] * max(0, pool.spec.workers - active)
+        if not wanted:
+            return
+        self.close_store()
+        for pool in wanted:
+            if not self.free_slots:
+                self.log.error("supervisor.too_many_workers", limit=MAX_SLOTS)
+                break
+            self.spawn(pool)
+
+    def spawn(self, pool: Pool) -> None:
+        slot = self.free_slots.pop()
+        self.board.reset(slot)
+        out_r, out_w = os.pipe()
+        parent = os.getpid()
+        close = [self.pipe_r, self.pipe_w, out_r] + [w.output_fd for w in self.workers.values()]
+        database, synchronous = self.config.database, self.config.synchronous
+        self.engine.max_state_size = self.config.max_state_size
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        pid = os.fork()
+        if pid == 0:   # the child: never returns
+            for sig in HANDLED:
+                signal.signal(sig, signal.SIG_DFL)
+            child_main(self.engine, lambda: SQLiteStore(database, synchronous=synchronous),
+                       pool.spec, self.board.slot(slot), parent_pid=parent, output_fd=out_w,
+                       close_fds=close, reopen_log=self.reopen_log)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(out_w)
+        fcntl.fcntl(out_r, fcntl.F_SETFL, fcntl.fcntl(out_r, fcntl.F_GETFL) | os.O_NONBLOCK)
+        self.workers[pid] = WorkerProc(pid, pool.spec.name, slot, identity.of(pid), out_r,
+                                       time.monotonic())

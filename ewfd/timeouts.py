@@ -1,0 +1,71 @@
+"""Per-attempt timeouts for sync and async steps.
+
+A sync step in a process's main thread is interrupted with SIGALRM, whose
+handler raises :class:`StepTimeout` inside the step (PEP 475 does not retry a
+``sleep`` or socket read whose handler raised). Off the main thread nothing can
+interrupt a Python call safely, so the overrun is detected when the step
+returns. An async step is cancelled by ``asyncio.wait_for``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from types import FrameType
+from typing import Any
+
+from .errors import StepTimeout
+
+
+def _message(timeout: float) -> str:
+    return f"timed out after {timeout:g}s"
+
+
+def can_interrupt() -> bool:
+    """True where a sync step can be interrupted: the main thread, on a platform with SIGALRM."""
+    return threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
+    """Call ``fn(*args)`` (sync or async) and raise StepTimeout when it overruns ``timeout``."""
+    if inspect.iscoroutinefunction(fn):
+        return _run_async(fn(*args), timeout)
+    if timeout is None:
+        result = fn(*args)
+    elif can_interrupt():
+        result = _call_with_alarm(fn, args, timeout)
+    else:
+        start = time.monotonic()
+        result = fn(*args)
+        if time.monotonic() - start > timeout:
+            raise StepTimeout(_message(timeout) + " (detected on return: not in the main thread)")
+    if inspect.isawaitable(result):
+        return _run_async(result, timeout)
+    return result
+
+
+def _call_with_alarm(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise StepTimeout(_message(timeout))
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return fn(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_async(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+    async def runner() -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, timeout)
+        except TimeoutError:
+            raise StepTimeout(_message(timeout or 0)) from None
+
+    return asyncio.run(runner())

@@ -1,0 +1,208 @@
+"""The claim -> run loop of one worker, usable in-process or as a forked daemon worker.
+
+In-process (tests, daemon-less programs)::
+
+    worker = Worker(engine, engine.store, QueueSpec("emails"))
+    worker.drain()                      # run every due workflow of the queue, then return
+    threading.Thread(target=worker.run).start(); ...; worker.stop.set()
+
+Under ``ewfd run``, :func:`child_main` is what a forked worker process runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any, NoReturn
+
+import structlog
+
+from . import identity, runner
+from .engine import Engine
+from .errors import LeaseLost, StoreError
+from .model import QueueSpec, Workflow
+from .slots import Slot
+from .store.base import Store
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_BOOT = 3          # could not start at all: the supervisor stops instead of looping
+EXIT_RECYCLE = 10      # reached max_tasks_per_worker
+IDLE_FALLBACK = 1.0    # with inotify, a wait is also a poll at least this often
+
+
+class _Interrupt(Exception):
+    """Raised by the SIGTERM handler to end an idle wait at once."""
+
+
+class Worker:
+    """Claims workflows from one queue and runs them until told to stop."""
+
+    def __init__(self, engine: Engine, store: Store, queue: QueueSpec, *,
+                 stop: threading.Event | None = None, slot: Slot | None = None,
+                 max_tasks: int = 0, parent_pid: int | None = None) -> None:
+        self.engine = engine
+        self.store = store
+        self.queue = queue
+        self.stop = stop or threading.Event()
+        self.slot = slot
+        self.max_tasks = max_tasks
+        self.parent_pid = parent_pid
+        self.owner = identity.current()
+        self.tasks = 0
+        self.waiting = False
+        self.log = structlog.get_logger("ewfd").bind(queue=queue.name)
+
+    def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
+        if self.slot is not None:
+            epoch = time.time() + (deadline - time.monotonic()) if deadline else 0.0
+            self.slot.running(wf.uuid, wf.steps[index].name, epoch)
+
+    def run_once(self) -> runner.Outcome | None:
+        """Claim and run one due workflow; None when there was nothing to claim."""
+        claimed = self.store.claim(self.queue.name, self.owner, self.queue.lease)
+        if claimed is None:
+            return None
+        if self.slot is not None:
+            self.slot.running(claimed.workflow.uuid, None)
+        try:
+            return runner.execute(self.engine, self.store, claimed, self.log, stop=self.stop,
+                                  requeue_after=self.queue.poll_interval, on_step=self._on_step)
+        except LeaseLost:
+            return None
+        finally:
+            self.tasks += 1
+            if self.slot is not None:
+                self.slot.task_done()
+                self.slot.idle()
+
+    def drain(self, limit: int = 10_000) -> list[runner.Outcome]:
+        """Run due workflows until none is left (for tests and daemon-less programs)."""
+        done = []
+        for _ in range(limit):
+            outcome = self.run_once()
+            if outcome is None:
+                break
+            done.append(outcome)
+        return done
+
+    def run(self) -> str:
+        """The loop: returns ``"stopped"`` or ``"recycled"`` (after ``max_tasks``)."""
+        delay = 0.05
+        while not self.stop.is_set():
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                self.log.error("worker.orphaned")
+                return "stopped"
+            try:
+                outcome = self.run_once()
+                delay = 0.05
+            except StoreError as exc:
+                self.log.error("store.error", error=str(exc), retry_in=round(delay, 3))
+                self._idle_wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if outcome is not None:
+                if self.max_tasks and self.tasks >= self.max_tasks:
+                    return "recycled"
+                continue
+            self._idle_wait(self._wait_time())
+        return "stopped"
+
+    def _wait_time(self) -> float:
+        fallback = self.queue.poll_interval
+        if getattr(self.store, "wakes_on_change", False):
+            fallback = max(fallback, IDLE_FALLBACK)
+        due = self.store.next_due(self.queue.name)
+        if due is not None:
+            fallback = min(fallback, max(0.0, due - time.time()))
+        return fallback
+
+    def _idle_wait(self, seconds: float) -> None:
+        self.waiting = True
+        try:
+            if not self.stop.is_set():
+                self.store.wait_for_change(seconds)
+        except _Interrupt:
+            pass
+        finally:
+            self.waiting = False
+
+
+# -- the forked process -------------------------------------------------------------------------
+def _set_pdeathsig() -> None:
+    """Ask Linux to SIGKILL us when the supervisor dies (no orphans after its ``kill -9``)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
+
+
+def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
+               parent_pid: int, output_fd: int | None, close_fds: list[int],
+               reopen_log: Any) -> NoReturn:
+    """Entry point of a forked worker. Never returns: always ``os._exit``."""
+    code = EXIT_CRASH
+    try:
+        _set_pdeathsig()
+        if os.getppid() != parent_pid:   # the supervisor died before prctl took effect
+            os._exit(EXIT_OK)
+        signal.set_wakeup_fd(-1)
+        for fd in close_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if output_fd is not None:   # a step's print() must not break the JSON log stream
+            os.dup2(output_fd, 1)
+            os.dup2(output_fd, 2)
+            os.close(output_fd)
+        random.seed()
+        stop = threading.Event()
+        worker_ref: list[Worker] = []
+
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+            slot.stopping()
+            if worker_ref and worker_ref[0].waiting:
+                raise _Interrupt()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, lambda s, f: reopen_log())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        log = structlog.get_logger("ewfd").bind(queue=queue.name)
+        try:
+            store = make_store()
+            engine.bind(store, save_templates=False)
+        except Exception as exc:
+            log.error("worker.boot_failed", error=str(exc))
+            _exit(EXIT_BOOT)
+        worker = Worker(engine, store, queue, stop=stop, slot=slot,
+                        max_tasks=queue.max_tasks_per_worker, parent_pid=parent_pid)
+        worker_ref.append(worker)
+        slot.idle()
+        log.info("worker.started")
+        reason = worker.run()
+        code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
+        with contextlib.suppress(Exception):
+            store.close()
+    except BaseException as exc:   # a bug: say so, and let the supervisor restart us
+        with contextlib.suppress(Exception):
+            structlog.get_logger("ewfd").exception("worker.crashed", error=repr(exc))
+        code = EXIT_CRASH
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
