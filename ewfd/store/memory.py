@@ -130,16 +130,11 @@ class MemoryStore:
             state = codec.decode_state(row.state) if typed else codec.decode_raw(row.state)
         except Exception:
             state = {}
-        try:
-            metadata = json.loads(row.metadata) if row.metadata else {}
-        except ValueError:
-            metadata = {}
         return Workflow(
             uuid=row.uuid, name=row.workflow, status=row.status,
             state=state if isinstance(state, dict) else {}, current_step=row.current_step,
             created_at=parse_iso(row.created_at), steps=_steps(row.steps), queue=row.queue,
-            display_name=row.display_name, error=row.error,
-            metadata=metadata if isinstance(metadata, dict) else {},
+            display_name=row.display_name, error=row.error, metadata=json.loads(row.metadata),
             updated_at=parse_iso(row.updated_at))
 
     @staticmethod
@@ -147,12 +142,8 @@ class MemoryStore:
         wf = Workflow(uuid=row.uuid, name=row.workflow, status=_RUNNING,
                       current_step=row.current_step, created_at=parse_iso(row.created_at),
                       queue=row.queue, display_name=row.display_name, error=None,
-                      updated_at=parse_iso(row.updated_at), steps=_steps(row.steps))
-        try:
-            metadata = json.loads(row.metadata) if row.metadata else {}
-            wf.metadata = {str(k): str(v) for k, v in metadata.items()}
-        except (ValueError, AttributeError):
-            wf.metadata = {}
+                      updated_at=parse_iso(row.updated_at), steps=_steps(row.steps),
+                      metadata={str(k): str(v) for k, v in json.loads(row.metadata).items()})
         lease = Lease(row.id, row.token, owner, row.attempt, row.crashes)
         return Claimed(lease, wf, row.state, row.steps is not None, row.cancel_requested)
 

@@ -670,20 +670,31 @@ class SQLiteStore:
         """Return when another connection committed, or after ``timeout``.
 
         Blocks on inotify where it can; each wake-up costs one ``PRAGMA data_version``.
+        A write to the ``-wal`` file comes just *before* its commit is visible (the
+        wal-index in ``-shm`` is updated through mmap, which inotify does not see), so
+        after an event the version is re-read every millisecond for a short while.
         """
         if self._waiter is None:
             self._waiter = ChangeWaiter(self.path)
         deadline = time.monotonic() + timeout
+        hot_until = 0.0
         while True:
             version = self._data_version()
             if version != self._last_data_version:
                 self._last_data_version = version
                 return
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return
-            step = remaining if self._waiter.blocking else min(remaining, 0.05)
-            self._waiter.wait(step)
+            if not self._waiter.blocking:
+                step = min(remaining, 0.05)
+            elif now < hot_until:
+                step = min(remaining, 0.001)
+            else:
+                step = remaining
+            if self._waiter.wait(step):
+                hot_until = time.monotonic() + 0.05
 
     def maintenance(self) -> None:
         self._read("PRAGMA wal_checkpoint(TRUNCATE)")
