@@ -118,7 +118,10 @@ def utcnow() -> datetime:
 
 def iso(ts: datetime) -> str:
     """ISO 8601 UTC with milliseconds and a ``Z``, the format of every stored timestamp."""
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return (f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:"
+            f"{ts.second:02d}.{ts.microsecond // 1000:03d}Z")
 
 
 def parse_iso(text: str) -> datetime:

@@ -9,7 +9,6 @@ returns. An async step is cancelled by ``asyncio.wait_for``.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import signal
 import threading
@@ -62,6 +61,8 @@ def _call_with_alarm(fn: Callable[..., Any], args: tuple[Any, ...], timeout: flo
 
 
 def _run_async(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+    import asyncio  # only async steps pay for importing it
+
     async def runner() -> Any:
         try:
             return await asyncio.wait_for(awaitable, timeout)

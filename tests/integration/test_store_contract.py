@@ -334,6 +334,22 @@ def test_stale_lease_is_fenced_off(store: Store) -> None:
     assert store.load_workflow(wf.uuid).state == {"v": 1}
 
 
+def test_lease_released_as_failed_is_fenced_after_retry(store: Store) -> None:
+    wf = add(store, state={"v": 0})
+    old = claim(store)
+    store.release(old.lease, status=S.FAILED, error="boom")
+    assert store.retry_workflow(wf.uuid) is True
+    new = claim(store, owner=OTHER)
+    assert new.lease.token > old.lease.token
+    with pytest.raises(LeaseLost):
+        store.save_step(old.lease, step_index=0, state_json='{"v":9}', attempt=att(),
+                        completed=False)
+    with pytest.raises(LeaseLost):
+        store.cancel_requested(old.lease)
+    assert store.load_workflow(wf.uuid).state == {"v": 0}
+    assert store.cancel_requested(new.lease) is False
+
+
 def test_lease_of_deleted_workflow_cannot_touch_a_new_one(
         store: Store, request: pytest.FixtureRequest) -> None:
     if isinstance(store, SQLiteStore):
@@ -489,7 +505,16 @@ def test_graceful_interrupt_counts_no_crash(store: Store) -> None:
     assert status(store, wf) == S.PENDING
     with pytest.raises(LeaseLost):
         store.cancel_requested(c.lease)
-    assert claim(store).lease.crashes == 0
+    # a graceful stop never fails a workflow, even one already at its queue's limit
+    store.save_queue(QueueSpec("q", max_crashes=5))
+    store.interrupt(owner=claim(store).lease.owner)
+    store.interrupt(owner=claim(store).lease.owner)
+    store.save_queue(QueueSpec("q", max_crashes=2))
+    c = claim(store)
+    assert c.lease.crashes == 2
+    (got,) = store.interrupt(owner=OWNER, crash=False)
+    assert (got.crashes, got.status, got.error) == (2, S.PENDING, None)
+    assert status(store, wf) == S.PENDING
 
 
 def test_lease_owners(store: Store) -> None:
@@ -744,6 +769,10 @@ def test_next_due(store: Store) -> None:
     later = time.time() + 30
     store.release(c.lease, status=S.PENDING, not_before=later)
     assert store.next_due("q") == pytest.approx(later)
+    add(store)
+    c = claim(store)
+    store.release(c.lease, status=S.PENDING, not_before=later + 100)
+    assert store.next_due("q") == pytest.approx(later)
     assert store.next_due("other") is None
 
 
@@ -768,7 +797,6 @@ def _write_from_elsewhere(store: Store) -> None:
 
 def test_wait_for_change_returns_after_timeout(store: Store) -> None:
     add(store)                  # the waiter's own writes do not wake it
-    store.wait_for_change(0)
     t0 = time.monotonic()
     store.wait_for_change(0.3)
     elapsed = time.monotonic() - t0

@@ -1,0 +1,253 @@
+"""What ``ewfd ctl`` does: queries and actions on a daemon's database, as plain data.
+
+No printing and no click here, so each operation can be called from a test or
+another tool; :mod:`ewfd.cli.ctl` parses arguments and prints. Read commands open
+the database read-only and never import the app (state is returned as raw JSON);
+every action is one short store transaction, so it cannot stall the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid as uuid_mod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from . import codec
+from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
+from .errors import QueueNotFound, StateError, StoreError, TemplateNotFound, WorkflowNotFound
+from .model import Attempt, QueueSpec, Step, Workflow, WorkflowStatus, iso
+from .store.base import Store
+from .store.sqlite import SQLiteStore
+
+EXIT_FAILED = 1      # the thing asked for does not exist, or the action does not apply
+EXIT_USAGE = 2       # bad input
+
+DEFAULT_MAX_STATE_SIZE = 1024 * 1024
+
+
+class CtlError(Exception):
+    """An operation that cannot be done; ``exit_code`` is what ``ewfd ctl`` exits with."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class CtlStore(Store, Protocol):
+    """The Store protocol plus the raw reads ctl needs to show state without app code."""
+
+    def load_workflow(self, uuid: str, *, typed: bool = True) -> Workflow: ...
+
+    def list_workflows(self, *, status: WorkflowStatus | None = None, queue: str | None = None,
+                       name: str | None = None, limit: int | None = None,
+                       typed: bool = True) -> list[Workflow]: ...
+
+
+# -- finding and opening the database ------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """The database ctl works on, and the config it came from (None with ``--db``)."""
+
+    database: str
+    config: Config | None = None
+
+    @property
+    def max_state_size(self) -> int:
+        return self.config.max_state_size if self.config else DEFAULT_MAX_STATE_SIZE
+
+
+def locate(config_path: str | None = None, db_path: str | None = None) -> Target:
+    """``--db`` wins; else the config ``ewfd run`` would read ($EWFD_CONFIG, ./ewfd.toml)."""
+    if db_path is not None:
+        return Target(os.path.normpath(os.path.abspath(os.path.expanduser(db_path))))
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise CtlError(str(exc), exc.exit_code) from None
+    return Target(str(config.database), config)
+
+
+def open_store(target: Target, *, write: bool = False) -> CtlStore:
+    """Read-only unless ``write``; a missing file is an error, never a new empty database."""
+    if not os.path.exists(target.database):
+        raise CtlError(f"no database at {target.database} (start ewfd run, or pass --db)")
+    try:
+        return SQLiteStore(target.database, readonly=not write,
+                           synchronous=target.config.synchronous if target.config else "normal")
+    except StoreError as exc:
+        raise CtlError(str(exc)) from None
+
+
+# -- queries -------------------------------------------------------------------------------
+def _step_names(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]]) -> list[str]:
+    if wf.steps:
+        return [s.name for s in wf.steps]
+    return [str(s.get("name")) for s in templates.get(wf.name, [])]   # a row inserted by SQL
+
+
+def workflow_dict(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    names = _step_names(wf, templates)
+    step = names[wf.current_step] if 0 <= wf.current_step < len(names) else None
+    return {
+        "uuid": wf.uuid, "name": wf.name, "queue": wf.queue, "status": str(wf.status),
+        "current_step": wf.current_step, "step": step, "steps": names,
+        "display_name": wf.display_name, "metadata": wf.metadata, "error": wf.error,
+        "created_at": iso(wf.created_at),
+        "updated_at": iso(wf.updated_at) if wf.updated_at else None,
+    }
+
+
+def attempt_dict(a: Attempt) -> dict[str, Any]:
+    return {
+        "step": a.step, "step_index": a.step_index, "attempt": a.attempt,
+        "started_at": iso(a.started_at),
+        "finished_at": iso(a.finished_at) if a.finished_at else None,
+        "duration_ms": a.duration_ms, "outcome": a.outcome, "error": a.error,
+        "worker_pid": a.worker_pid,
+    }
+
+
+def list_workflows(store: CtlStore, *, queue: str | None = None,
+                   status: WorkflowStatus | None = None, name: str | None = None,
+                   limit: int | None = 50) -> list[dict[str, Any]]:
+    templates = store.load_templates()
+    return [workflow_dict(wf, templates) for wf in
+            store.list_workflows(queue=queue, status=status, name=name, limit=limit, typed=False)]
+
+
+def show(store: CtlStore, uuid: str) -> dict[str, Any]:
+    try:
+        wf = store.load_workflow(uuid, typed=False)
+        history = store.history(uuid)
+    except WorkflowNotFound:
+        raise CtlError(f"no workflow {uuid}") from None
+    out = workflow_dict(wf, store.load_templates())
+    out["state"] = wf.state
+    out["history"] = [attempt_dict(a) for a in history]
+    return out
+
+
+def queues(store: CtlStore) -> list[dict[str, Any]]:
+    return store.queue_stats()
+
+
+def templates(store: CtlStore) -> list[dict[str, Any]]:
+    return [{"name": name, "steps": steps} for name, steps in store.load_templates().items()]
+
+
+# -- actions -------------------------------------------------------------------------------
+def _known_queues(store: CtlStore) -> str:
+    names = [q.name for q in store.load_queues()]
+    return f"known: {', '.join(names)}" if names else "no queues are stored yet: start ewfd run"
+
+
+def enqueue(store: CtlStore, name: str, *, queue: str = "default",
+            state: dict[str, Any] | None = None, display_name: str = "",
+            metadata: Mapping[str, str] | None = None,
+            max_state_size: int = DEFAULT_MAX_STATE_SIZE) -> str:
+    """Store a pending workflow with the template's stored steps; returns its uuid."""
+    try:
+        steps = [Step.from_dict(d) for d in store.load_template(name)]
+    except TemplateNotFound:
+        known = sorted(store.load_templates())
+        hint = (f"known: {', '.join(known)}" if known
+                else "no templates are stored yet: start ewfd run once with your app")
+        raise CtlError(f"no workflow template {name!r} ({hint})") from None
+    try:
+        store.load_queue(queue)
+    except QueueNotFound:
+        raise CtlError(f"no queue {queue!r} ({_known_queues(store)})") from None
+    try:
+        state_json = codec.encode_state(dict(state or {}), max_state_size)
+    except StateError as exc:
+        raise CtlError(f"--state: {exc}", EXIT_USAGE) from None
+    wf = Workflow(uuid=str(uuid_mod.uuid4()), name=name, steps=steps, queue=queue,
+                  display_name=display_name, metadata=dict(metadata or {}))
+    store.create_workflow(wf, state_json)
+    return wf.uuid
+
+
+def _status(store: CtlStore, uuid: str) -> WorkflowStatus:
+    try:
+        return store.load_workflow(uuid, typed=False).status
+    except WorkflowNotFound:
+        raise CtlError(f"no workflow {uuid}") from None
+
+
+def retry(store: CtlStore, uuid: str) -> dict[str, Any]:
+    """A failed or cancelled workflow goes back to pending at the step where it stopped."""
+    status = _status(store, uuid)
+    if not store.retry_workflow(uuid):
+        raise CtlError(f"workflow {uuid} is {status}: only failed or cancelled workflows "
+                       "can be retried")
+    return {"changed": 1, "uuid": uuid, "status": str(WorkflowStatus.PENDING)}
+
+
+def cancel(store: CtlStore, uuid: str) -> dict[str, Any]:
+    """Pending: cancelled at once. Running: flagged, it stops before its next step."""
+    try:
+        after = store.cancel_workflow(uuid)
+    except WorkflowNotFound:
+        raise CtlError(f"no workflow {uuid}") from None
+    if after is None:
+        raise CtlError(f"workflow {uuid} is already {_status(store, uuid)}: nothing to cancel")
+    return {"changed": 1, "uuid": uuid, "status": str(after),
+            "cancel_requested": after == WorkflowStatus.RUNNING}
+
+
+def set_paused(store: CtlStore, queue: str, paused: bool) -> dict[str, Any]:
+    try:
+        changed = store.set_paused(queue, paused)
+    except QueueNotFound:
+        raise CtlError(f"no queue {queue!r} ({_known_queues(store)})") from None
+    return {"changed": int(changed), "queue": queue, "paused": paused}
+
+
+def prunable(store: CtlStore, *, older_than: float,
+             statuses: Sequence[WorkflowStatus]) -> tuple[float, int]:
+    """(cutoff epoch, how many workflows a prune would delete)."""
+    cutoff = time.time() - older_than
+    return cutoff, store.count_prunable(older_than=cutoff, statuses=statuses)
+
+
+def prune(store: CtlStore, *, cutoff: float, statuses: Sequence[WorkflowStatus],
+          batch: int = 500) -> Iterator[int]:
+    """Delete in short transactions; yields the count of each batch (for a progress bar)."""
+    yield from store.prune(older_than=cutoff, statuses=statuses, batch=batch)
+
+
+def create_queue(store: CtlStore, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Create a queue, or update the settings given of an existing one (others are kept)."""
+    if not QUEUE_NAME_RE.fullmatch(name):
+        raise CtlError(f"queue name {name!r}: use 1-64 letters, digits, '_', '.' or '-'",
+                       EXIT_USAGE)
+    try:
+        spec: QueueSpec | None = store.load_queue(name)
+    except QueueNotFound:
+        spec = None
+    try:
+        new = replace(spec, **settings) if spec else QueueSpec(name, **settings)
+    except ValueError as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    store.save_queue(new)
+    return {"changed": int(new != spec), "queue": name, "created": spec is None,
+            **{k: getattr(new, k) for k in ("workers", "poll_interval", "lease", "max_crashes",
+                                            "max_tasks_per_worker", "max_memory", "paused")}}
+
+
+def close_queue(store: CtlStore, name: str, *, force: bool = False) -> dict[str, Any]:
+    """Remove a queue. Refused while it holds unfinished workflows (they would fail with
+    "unknown queue") unless ``force``."""
+    stats = next((s for s in store.queue_stats() if s["queue"] == name), None)
+    if stats is not None and not force and (stats["pending"] or stats["running"]):
+        raise CtlError(f"queue {name!r} has {stats['pending']} pending and {stats['running']} "
+                       "running workflows, which would fail with 'unknown queue': pause it and "
+                       "let it drain, or pass --force")
+    try:
+        store.delete_queue(name)
+    except QueueNotFound:
+        raise CtlError(f"no queue {name!r} ({_known_queues(store)})") from None
+    return {"changed": 1, "queue": name}

@@ -1,0 +1,145 @@
+"""The app the end-to-end tests run under ``ewfd run`` (``app = "e2eapp:engine"``).
+
+Steps report what they do through files in ``$E2E_DIR`` (the test's tmp dir), so
+a test can count executions and synchronise with a step without sleeping:
+
+- ``effects.txt``: one line ``<uuid> <step> <pid> <attempt>`` per step execution,
+  appended with a single ``O_APPEND`` write (several workers share the file).
+- ``started-<uuid>``: written (atomically, holding the pid) by a blocking step
+  when it begins; the step then waits until ``release-<uuid>`` or ``release-all``
+  exists, so a test can kill, stop or signal a worker mid-step deterministically.
+
+Workflows:
+
+``three``     steps one, two, three; each sets ``out_<step>``.
+``blocking``  one, block (waits for its release file), three.
+``fenced``    hold: the first execution blocks until released, a re-run does not;
+              either sets ``by`` to its pid.
+``exiter``    one, die (``os._exit(1)`` every time).
+``stubborn``  ignore (ignores StepTimeout; timeout 0.5 s, 2 attempts).
+``printer``   chatty (prints to stdout and stderr).
+``slow``      nap (sleeps ``state["seconds"]``, default 1 s).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ewfd import Engine, RetryPolicy, Step, StepContext, WorkflowTemplate, backoff
+
+POLL = 0.02
+
+
+def _dir() -> Path:
+    return Path(os.environ.get("E2E_DIR", "."))
+
+
+def record(ctx: StepContext) -> None:
+    line = f"{ctx.workflow_uuid} {ctx.step_name} {os.getpid()} {ctx.attempt}\n".encode()
+    fd = os.open(_dir() / "effects.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def _mark_started(uuid: str) -> None:
+    path = _dir() / f"started-{uuid}"
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, path)
+
+
+def _released(uuid: str) -> bool:
+    return (_dir() / f"release-{uuid}").exists() or (_dir() / "release-all").exists()
+
+
+def _output(ctx: StepContext, state: dict[str, Any]) -> None:
+    state[f"out_{ctx.step_name}"] = f"{ctx.step_name}({state.get('n')})"
+
+
+def one(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    _output(ctx, state)
+
+
+two = three = one
+
+
+def block(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    _mark_started(ctx.workflow_uuid)
+    while not _released(ctx.workflow_uuid):
+        time.sleep(POLL)
+    _output(ctx, state)
+
+
+def hold(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    if not (_dir() / f"started-{ctx.workflow_uuid}").exists():   # the first execution
+        _mark_started(ctx.workflow_uuid)
+        while not _released(ctx.workflow_uuid):
+            time.sleep(POLL)
+    state["by"] = os.getpid()
+
+
+def die(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    os._exit(1)
+
+
+def ignore(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    while True:   # a step that swallows StepTimeout (a BaseException) and keeps going
+        try:
+            time.sleep(POLL)
+        except BaseException:  # noqa: S110
+            pass
+
+
+def chatty(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    print(f"to stdout from {ctx.workflow_uuid}")
+    print(f"to stderr from {ctx.workflow_uuid}", file=sys.stderr)
+    print('{"not": "a log line"} but it looks like one')
+    state["printed"] = True
+
+
+def nap(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    time.sleep(float(state.get("seconds", 1.0)))
+    state["slept"] = True
+
+
+ACTIVITIES = {"one": one, "two": two, "three": three, "block": block, "hold": hold,
+              "die": die, "ignore": ignore, "chatty": chatty, "nap": nap}
+
+
+def templates() -> dict[str, WorkflowTemplate]:
+    return {
+        "three": WorkflowTemplate(steps=[Step("one"), Step("two"), Step("three")]),
+        "blocking": WorkflowTemplate(steps=[Step("one"), Step("block"), Step("three")]),
+        "fenced": WorkflowTemplate(steps=[Step("hold")]),
+        "exiter": WorkflowTemplate(steps=[Step("one"), Step("die")]),
+        "stubborn": WorkflowTemplate(steps=[
+            Step("ignore", timeout=0.5,
+                 retry=RetryPolicy(max_attempts=2, backoff=backoff.constant(0.1)))]),
+        "printer": WorkflowTemplate(steps=[Step("chatty")]),
+        "slow": WorkflowTemplate(steps=[Step("nap")]),
+    }
+
+
+def register(engine: Engine) -> Engine:
+    """Register every activity and template of this app on ``engine``."""
+    for name, fn in ACTIVITIES.items():
+        engine.register(name, fn)
+    for name, template in templates().items():
+        engine.register_template(name, template)
+    return engine
+
+
+engine = register(Engine())
