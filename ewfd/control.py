@@ -9,13 +9,17 @@ every action is one short store transaction, so it cannot stall the workers.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid as uuid_mod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from . import codec
+import psutil
+
+from . import codec, identity, runtime
 from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
 from .errors import QueueNotFound, StateError, StoreError, TemplateNotFound, WorkflowNotFound
 from .model import Attempt, QueueSpec, Step, Workflow, WorkflowStatus, iso
@@ -251,3 +255,84 @@ def close_queue(store: CtlStore, name: str, *, force: bool = False) -> dict[str,
     except QueueNotFound:
         raise CtlError(f"no queue {name!r} ({_known_queues(store)})") from None
     return {"changed": 1, "queue": name}
+
+
+# -- processes -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkersReport:
+    """What the supervisor last published, checked against the live processes."""
+
+    rows: list[dict[str, Any]]
+    running: bool               # the supervisor that wrote the runtime file is alive
+    note: str | None            # why not, for people
+    updated_at: float | None    # epoch time of the supervisor's last report
+    runtime_path: str
+
+
+def workers(target: Target, *, sample: float = 0.2) -> WorkersReport:
+    """Supervisor and workers from the runtime file next to the database, with RSS and CPU
+    (sampled over ``sample`` seconds). A file left by a dead supervisor reads as all dead."""
+    path = runtime.path_for(target.database)
+    data = runtime.read(path)
+    if data is None:
+        return WorkersReport([], False, f"supervisor not running (no runtime file {path})",
+                             None, path)
+    sup = data.get("supervisor") if isinstance(data.get("supervisor"), dict) else {}
+    owner = str(sup.get("identity") or "")
+    sup_pid = _as_int(sup.get("pid"))
+    running, note = True, None
+    if sup_pid is None or identity.is_dead(owner):
+        running, note = False, f"supervisor not running (pid {sup_pid} is gone)"
+    elif owner.partition(":")[0] != socket.gethostname():
+        note = f"supervisor runs on host {owner.partition(':')[0]}: no process details here"
+    rows = [{"pid": sup_pid, "role": "supervisor", "queue": None,
+             "state": "running" if running else "dead", "workflow_uuid": None, "step": None,
+             "tasks": None, "started_at": _epoch_iso(sup.get("started_at"))}]
+    for w in data.get("workers") or []:
+        if isinstance(w, dict):
+            rows.append({"pid": _as_int(w.get("pid")), "role": "worker", "queue": w.get("queue"),
+                         "state": w.get("state"), "workflow_uuid": w.get("workflow_uuid"),
+                         "step": w.get("step"), "tasks": w.get("tasks"), "started_at": None})
+    local = running and note is None
+    _measure(rows, sup_pid if local else None, sample)
+    updated = data.get("updated_at")
+    return WorkersReport(rows, running, note,
+                         float(updated) if isinstance(updated, int | float) else None, path)
+
+
+def _measure(rows: list[dict[str, Any]], sup_pid: int | None, sample: float) -> None:
+    """Fill alive, rss_bytes and cpu_percent; a worker counts only while its parent is ours."""
+    procs: dict[int, psutil.Process] = {}
+    for row in rows:
+        pid = row["pid"]
+        try:
+            if sup_pid is not None and pid is not None:
+                proc = psutil.Process(pid)
+                if row["role"] == "supervisor" or proc.ppid() == sup_pid:
+                    proc.cpu_percent(None)
+                    procs[pid] = proc
+        except psutil.Error:
+            pass
+        row.update(alive=pid in procs, rss_bytes=None, cpu_percent=None)
+    if procs and sample > 0:
+        time.sleep(sample)
+    for row in rows:
+        proc = procs.get(row["pid"])
+        if proc is None:
+            continue
+        try:
+            with proc.oneshot():
+                row.update(rss_bytes=proc.memory_info().rss,
+                           cpu_percent=round(proc.cpu_percent(None), 1))
+        except psutil.Error:
+            row["alive"] = False
+
+
+def _as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _epoch_iso(value: Any) -> str | None:
+    if not isinstance(value, int | float):
+        return None
+    return iso(datetime.fromtimestamp(value, UTC))

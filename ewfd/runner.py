@@ -266,6 +266,7 @@ class Run:
                     return self._cancelled()
                 return encoded
             self._hooks("after_step", tmpl.after_step, self.wf, step, error)
+            self.wf.state = codec.decode_state(saved)   # the failed attempt's changes are gone
             text = error_text(error)
             row = Attempt(step.name, index, attempt_no, began, utcnow(), duration, "failed",
                           text, self.pid)

@@ -52,12 +52,16 @@ def _call_with_alarm(fn: Callable[..., Any], args: tuple[Any, ...], timeout: flo
         raise StepTimeout(_message(timeout))
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
+    start = time.monotonic()
+    outer, outer_interval = signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         return fn(*args)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer > 0:   # the host program's own timer (pytest-timeout, say): give it back
+            left = max(outer - (time.monotonic() - start), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 def _run_async(awaitable: Awaitable[Any], timeout: float | None) -> Any:

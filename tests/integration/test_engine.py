@@ -427,8 +427,6 @@ def test_off_the_main_thread_an_overrun_fails_when_the_step_returns(engine: Engi
     assert engine.store.load_workflow(wf.uuid).status == WorkflowStatus.FAILED
 
 
-@pytest.mark.xfail(strict=True, reason="timeouts._call_with_alarm zeroes ITIMER_REAL on the way "
-                   "out instead of restoring the timer that was running before the step")
 def test_a_step_timeout_keeps_an_interval_timer_armed_around_it(sqlite_engine: Engine) -> None:
     define(sqlite_engine, "quick", [("quick", lambda ctx, state: None, {"timeout": 5.0})])
     previous_handler = signal.signal(signal.SIGALRM, lambda signum, frame: None)
@@ -566,8 +564,6 @@ def test_each_attempt_starts_from_the_last_saved_state(engine: Engine) -> None:
     assert engine.store.load_workflow(wf.uuid).state == {"n": 11, "attempt2": True}
 
 
-@pytest.mark.xfail(strict=True, reason="runner._run_step leaves the failed attempt's state on "
-                   "the Workflow it returns: WorkflowFailed.workflow.state is not the saved state")
 def test_workflow_failed_carries_the_saved_state(sqlite_engine: Engine) -> None:
     def scribble(ctx: StepContext, state: State) -> None:
         state["scratch"] = "half-done"
