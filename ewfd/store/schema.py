@@ -14,7 +14,7 @@ _UUID4 = (
 MIGRATIONS: list[str] = [
     f"""
     CREATE TABLE jobs (
-        id               INTEGER PRIMARY KEY,
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
         uuid             TEXT NOT NULL UNIQUE DEFAULT {_UUID4},
         queue            TEXT DEFAULT 'default',
         workflow         TEXT NOT NULL,

@@ -87,6 +87,7 @@ class SQLiteStore:
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))
             except OSError as exc:
                 raise StoreError(f"cannot create database {self.path}: {exc.strerror}") from exc
+        conn: sqlite3.Connection | None = None
         try:
             if self._readonly:
                 uri = f"file:{os.path.abspath(self.path)}?mode=ro"
@@ -96,28 +97,36 @@ class SQLiteStore:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=self._busy_timeout, cached_statements=256)
             conn.row_factory = sqlite3.Row
+            self._check_version(conn)   # before anything writes to a file we may not own
             if not memory and not self._readonly:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     raise StoreError(f"{self.path}: could not switch to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA journal_size_limit=67108864")
-            conn.execute("PRAGMA foreign_keys=ON")
             self._migrate(conn)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{self.path}: {exc}") from exc
+            raise
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _check_version(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > schema.VERSION:
             raise SchemaTooNew(
                 f"{self.path}: database schema version {version} is newer than this ewfd "
                 f"understands ({schema.VERSION}); upgrade ewfd")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == schema.VERSION or self._readonly:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
+            self._check_version(conn)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for index in range(version, schema.VERSION):
                 for statement in schema.MIGRATIONS[index].split(";"):
@@ -147,7 +156,7 @@ class SQLiteStore:
         with self._lock:
             try:
                 return self._conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
+            except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
                 raise StoreError(f"{self.path}: {exc}") from exc
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -331,7 +340,10 @@ class SQLiteStore:
 
     def prune(self, *, older_than: float, statuses: Sequence[WorkflowStatus],
               batch: int = 500) -> Iterator[int]:
-        where, params = self._prune_where(older_than, statuses)
+        where, params = self._prune_where(older_than, statuses)   # raises before iteration
+        return self._prune(where, params, batch)
+
+    def _prune(self, where: str, params: list[Any], batch: int) -> Iterator[int]:
 
         def tx(conn: sqlite3.Connection) -> int:
             ids = [r[0] for r in conn.execute(
@@ -632,7 +644,8 @@ class SQLiteStore:
         now = utcnow()
         for r in self._read("SELECT queue, min(created_at) FROM jobs WHERE status='pending' AND "
                             "queue IS NOT NULL GROUP BY queue"):
-            stats[r[0]]["oldest_pending_age_s"] = (now - parse_iso(r[1])).total_seconds()
+            entry = stats.setdefault(r[0], {"queue": r[0], "workers": 0, "paused": False})
+            entry["oldest_pending_age_s"] = (now - parse_iso(r[1])).total_seconds()
         out = []
         for name in sorted(stats):
             entry = stats[name]

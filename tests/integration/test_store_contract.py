@@ -350,12 +350,7 @@ def test_lease_released_as_failed_is_fenced_after_retry(store: Store) -> None:
     assert store.cancel_requested(new.lease) is False
 
 
-def test_lease_of_deleted_workflow_cannot_touch_a_new_one(
-        store: Store, request: pytest.FixtureRequest) -> None:
-    if isinstance(store, SQLiteStore):
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="jobs.id is INTEGER PRIMARY KEY without AUTOINCREMENT: the id of "
-                                "a deleted newest row is reused and its token restarts at 0"))
+def test_lease_of_deleted_workflow_cannot_touch_a_new_one(store: Store) -> None:
     a = add(store)
     stale = claim(store)
     store.delete_workflow(a.uuid)
