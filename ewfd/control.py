@@ -15,7 +15,7 @@ import uuid as uuid_mod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import psutil
 
@@ -40,14 +40,6 @@ class CtlError(Exception):
         self.exit_code = exit_code
 
 
-class CtlStore(Store, Protocol):
-    """The Store protocol plus the raw reads ctl needs to show state without app code."""
-
-    def load_workflow(self, uuid: str, *, typed: bool = True) -> Workflow: ...
-
-    def list_workflows(self, *, status: WorkflowStatus | None = None, queue: str | None = None,
-                       name: str | None = None, limit: int | None = None,
-                       typed: bool = True) -> list[Workflow]: ...
 
 
 # -- finding and opening the database ------------------------------------------------------
@@ -74,13 +66,15 @@ def locate(config_path: str | None = None, db_path: str | None = None) -> Target
     return Target(str(config.database), config)
 
 
-def open_store(target: Target, *, write: bool = False) -> CtlStore:
-    """Read-only unless ``write``; a missing file is an error, never a new empty database."""
+def open_store(target: Target, *, write: bool = False) -> Store:
+    """Read-only unless ``write``. A missing file is an error, never a new empty database,
+    and a file that is not an ewfd database is never given ewfd's tables."""
     if not os.path.exists(target.database):
         raise CtlError(f"no database at {target.database} (start ewfd run, or pass --db)")
+    synchronous = target.config.synchronous if target.config else "normal"
     try:
-        return SQLiteStore(target.database, readonly=not write,
-                           synchronous=target.config.synchronous if target.config else "normal")
+        return SQLiteStore(target.database, readonly=not write, create=False,
+                           synchronous=synchronous)
     except StoreError as exc:
         raise CtlError(str(exc)) from None
 
@@ -114,7 +108,7 @@ def attempt_dict(a: Attempt) -> dict[str, Any]:
     }
 
 
-def list_workflows(store: CtlStore, *, queue: str | None = None,
+def list_workflows(store: Store, *, queue: str | None = None,
                    status: WorkflowStatus | None = None, name: str | None = None,
                    limit: int | None = 50) -> list[dict[str, Any]]:
     templates = store.load_templates()
@@ -122,7 +116,7 @@ def list_workflows(store: CtlStore, *, queue: str | None = None,
             store.list_workflows(queue=queue, status=status, name=name, limit=limit, typed=False)]
 
 
-def show(store: CtlStore, uuid: str) -> dict[str, Any]:
+def show(store: Store, uuid: str) -> dict[str, Any]:
     try:
         wf = store.load_workflow(uuid, typed=False)
         history = store.history(uuid)
@@ -134,21 +128,21 @@ def show(store: CtlStore, uuid: str) -> dict[str, Any]:
     return out
 
 
-def queues(store: CtlStore) -> list[dict[str, Any]]:
+def queues(store: Store) -> list[dict[str, Any]]:
     return store.queue_stats()
 
 
-def templates(store: CtlStore) -> list[dict[str, Any]]:
+def templates(store: Store) -> list[dict[str, Any]]:
     return [{"name": name, "steps": steps} for name, steps in store.load_templates().items()]
 
 
 # -- actions -------------------------------------------------------------------------------
-def _known_queues(store: CtlStore) -> str:
+def _known_queues(store: Store) -> str:
     names = [q.name for q in store.load_queues()]
     return f"known: {', '.join(names)}" if names else "no queues are stored yet: start ewfd run"
 
 
-def enqueue(store: CtlStore, name: str, *, queue: str = "default",
+def enqueue(store: Store, name: str, *, queue: str = "default",
             state: dict[str, Any] | None = None, display_name: str = "",
             metadata: Mapping[str, str] | None = None,
             max_state_size: int = DEFAULT_MAX_STATE_SIZE) -> str:
@@ -174,14 +168,14 @@ def enqueue(store: CtlStore, name: str, *, queue: str = "default",
     return wf.uuid
 
 
-def _status(store: CtlStore, uuid: str) -> WorkflowStatus:
+def _status(store: Store, uuid: str) -> WorkflowStatus:
     try:
         return store.load_workflow(uuid, typed=False).status
     except WorkflowNotFound:
         raise CtlError(f"no workflow {uuid}") from None
 
 
-def retry(store: CtlStore, uuid: str) -> dict[str, Any]:
+def retry(store: Store, uuid: str) -> dict[str, Any]:
     """A failed or cancelled workflow goes back to pending at the step where it stopped."""
     status = _status(store, uuid)
     if not store.retry_workflow(uuid):
@@ -190,7 +184,7 @@ def retry(store: CtlStore, uuid: str) -> dict[str, Any]:
     return {"changed": 1, "uuid": uuid, "status": str(WorkflowStatus.PENDING)}
 
 
-def cancel(store: CtlStore, uuid: str) -> dict[str, Any]:
+def cancel(store: Store, uuid: str) -> dict[str, Any]:
     """Pending: cancelled at once. Running: flagged, it stops before its next step."""
     try:
         after = store.cancel_workflow(uuid)
@@ -202,7 +196,7 @@ def cancel(store: CtlStore, uuid: str) -> dict[str, Any]:
             "cancel_requested": after == WorkflowStatus.RUNNING}
 
 
-def set_paused(store: CtlStore, queue: str, paused: bool) -> dict[str, Any]:
+def set_paused(store: Store, queue: str, paused: bool) -> dict[str, Any]:
     try:
         changed = store.set_paused(queue, paused)
     except QueueNotFound:
@@ -210,20 +204,20 @@ def set_paused(store: CtlStore, queue: str, paused: bool) -> dict[str, Any]:
     return {"changed": int(changed), "queue": queue, "paused": paused}
 
 
-def prunable(store: CtlStore, *, older_than: float,
+def prunable(store: Store, *, older_than: float,
              statuses: Sequence[WorkflowStatus]) -> tuple[float, int]:
     """(cutoff epoch, how many workflows a prune would delete)."""
     cutoff = time.time() - older_than
     return cutoff, store.count_prunable(older_than=cutoff, statuses=statuses)
 
 
-def prune(store: CtlStore, *, cutoff: float, statuses: Sequence[WorkflowStatus],
+def prune(store: Store, *, cutoff: float, statuses: Sequence[WorkflowStatus],
           batch: int = 500) -> Iterator[int]:
     """Delete in short transactions; yields the count of each batch (for a progress bar)."""
     yield from store.prune(older_than=cutoff, statuses=statuses, batch=batch)
 
 
-def create_queue(store: CtlStore, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+def create_queue(store: Store, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Create a queue, or update the settings given of an existing one (others are kept)."""
     if not QUEUE_NAME_RE.fullmatch(name):
         raise CtlError(f"queue name {name!r}: use 1-64 letters, digits, '_', '.' or '-'",
@@ -242,7 +236,7 @@ def create_queue(store: CtlStore, name: str, settings: Mapping[str, Any]) -> dic
                                             "max_tasks_per_worker", "max_memory", "paused")}}
 
 
-def close_queue(store: CtlStore, name: str, *, force: bool = False) -> dict[str, Any]:
+def close_queue(store: Store, name: str, *, force: bool = False) -> dict[str, Any]:
     """Remove a queue. Refused while it holds unfinished workflows (they would fail with
     "unknown queue") unless ``force``."""
     stats = next((s for s in store.queue_stats() if s["queue"] == name), None)
@@ -277,7 +271,8 @@ def workers(target: Target, *, sample: float = 0.2) -> WorkersReport:
     if data is None:
         return WorkersReport([], False, f"supervisor not running (no runtime file {path})",
                              None, path)
-    sup = data.get("supervisor") if isinstance(data.get("supervisor"), dict) else {}
+    found = data.get("supervisor")
+    sup: dict[str, Any] = found if isinstance(found, dict) else {}
     owner = str(sup.get("identity") or "")
     sup_pid = _as_int(sup.get("pid"))
     running, note = True, None
@@ -295,6 +290,9 @@ def workers(target: Target, *, sample: float = 0.2) -> WorkersReport:
                          "step": w.get("step"), "tasks": w.get("tasks"), "started_at": None})
     local = running and note is None
     _measure(rows, sup_pid if local else None, sample)
+    if running and not local:
+        for row in rows:
+            row["alive"] = None     # another host's processes: unknown from here
     updated = data.get("updated_at")
     return WorkersReport(rows, running, note,
                          float(updated) if isinstance(updated, int | float) else None, path)
@@ -308,7 +306,8 @@ def _measure(rows: list[dict[str, Any]], sup_pid: int | None, sample: float) -> 
         try:
             if sup_pid is not None and pid is not None:
                 proc = psutil.Process(pid)
-                if row["role"] == "supervisor" or proc.ppid() == sup_pid:
+                mine = row["role"] == "supervisor" or proc.ppid() == sup_pid
+                if mine and proc.status() != psutil.STATUS_ZOMBIE:
                     proc.cpu_percent(None)
                     procs[pid] = proc
         except psutil.Error:

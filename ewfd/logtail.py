@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -61,7 +61,8 @@ class LogFilter:
 
 
 def tail(path: str, *, lines: int = 10, follow: bool = False,
-         keep: Callable[[LogLine], bool] = LogFilter(), poll: float = 0.2) -> Iterator[LogLine]:
+         keep: Callable[[LogLine], bool] = LogFilter(),
+         poll: float = 0.2) -> Generator[LogLine, None, None]:
     """The last ``lines`` kept lines of ``path``, oldest first; then, with ``follow``, every
     new kept line as it is written (until the consumer stops iterating)."""
     fh = open(path, "rb")  # noqa: SIM115 - handed over to _follow, closed in finally

@@ -41,12 +41,23 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def done_without_table(rows: Sequence[Any], as_json: bool, empty: str) -> bool:
+    """Print ``rows`` as JSON, or say there is nothing; True when no table is wanted."""
+    if as_json:
+        print_json(rows)
+        return True
+    if not rows:
+        note(empty)
+        return True
+    return False
+
+
 def styled(cell: Cell) -> tuple[str, str]:
     """(plain text, text with colour)."""
     if isinstance(cell, str):
         return cell, cell
     text, fg = cell
-    return text, click.style(text, fg=fg, bold=fg == "red") if fg else text
+    return text, click.style(text, fg=fg, bold=fg == "red") if fg and text else text
 
 
 def status(value: str | None) -> Cell:
@@ -77,15 +88,15 @@ def fields(pairs: Sequence[tuple[str, Cell]]) -> None:
 
 # -- numbers for people ------------------------------------------------------------------
 def span(seconds: float) -> str:
-    """``45s``, ``3m``, ``2h05m``, ``3d04h``: a length of time, rounded for reading."""
+    """``45s``, ``3m``, ``2h05m``, ``7d``: a length of time, rounded down for reading."""
     s = int(max(seconds, 0))
     if s < 60:
         return f"{s}s"
     if s < 3600:
         return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    big, small, unit, sub = (s // 3600, s % 3600 // 60, "h", "m") if s < 86400 else (
+        s // 86400, s % 86400 // 3600, "d", "h")
+    return f"{big}{unit}{small:02d}{sub}" if small else f"{big}{unit}"
 
 
 def ago(when: str | datetime | float | None, now: float | None = None) -> str:
@@ -103,6 +114,8 @@ def millis(ms: float | None) -> str:
     """A step's duration: ``0.4ms``, ``12ms``, ``1.2s``, ``2m03s``."""
     if ms is None:
         return "-"
+    if ms < 1:
+        return f"{ms:.2f}ms"
     if ms < 10:
         return f"{ms:.1f}ms"
     if ms < 1000:

@@ -51,12 +51,14 @@ class Store(Protocol):
         """Insert a new workflow (pending). Its steps are stored with it."""
         ...
 
-    def load_workflow(self, uuid: str) -> Workflow:
-        """The workflow as last saved; raises WorkflowNotFound."""
+    def load_workflow(self, uuid: str, *, typed: bool = True) -> Workflow:
+        """The workflow as last saved; raises WorkflowNotFound. ``typed=False`` returns the
+        state as plain JSON values (no app classes imported: for tools such as ctl)."""
         ...
 
     def list_workflows(self, *, status: WorkflowStatus | None = None, queue: str | None = None,
-                       name: str | None = None, limit: int | None = None) -> list[Workflow]:
+                       name: str | None = None, limit: int | None = None,
+                       typed: bool = True) -> list[Workflow]:
         """Newest first."""
         ...
 

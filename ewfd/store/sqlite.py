@@ -60,17 +60,21 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class SQLiteStore:
-    """The default store. ``path`` is a file (created with mode 0600 plus group read) or
-    ``":memory:"``."""
+    """The default store. ``path`` is a file (created with mode 0640) or ``":memory:"``.
+
+    ``readonly`` opens for reading only; ``create=False`` refuses to create the file or to
+    give ewfd's tables to a database that does not have them (what ``ewfd ctl`` wants).
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
-                 busy_timeout: float = 5.0, readonly: bool = False) -> None:
+                 busy_timeout: float = 5.0, readonly: bool = False, create: bool = True) -> None:
         self.path = os.fspath(path)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._readonly = readonly
+        self._create = create and not readonly
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._waiter: ChangeWaiter | None = None
@@ -80,6 +84,8 @@ class SQLiteStore:
     # -- connection ----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         memory = self.path == ":memory:"
+        if not memory and not os.path.exists(self.path) and not self._create:
+            raise StoreError(f"no database at {self.path}")
         if not memory and not self._readonly and not os.path.exists(self.path):
             # Create the file ourselves so its mode is 0640 whatever the umask allows;
             # SQLite gives the -wal and -shm files the same mode.
@@ -115,6 +121,9 @@ class SQLiteStore:
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and not self._create:
+            raise StoreError(f"{self.path} is not an ewfd database (no ewfd schema): "
+                             "start ewfd run on it first")
         if version > schema.VERSION:
             raise SchemaTooNew(
                 f"{self.path}: database schema version {version} is newer than this ewfd "

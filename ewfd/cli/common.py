@@ -1,0 +1,156 @@
+"""What every ``ewfd ctl`` subcommand shares: the database options, parameter types,
+and the mapping of failures to one ``ewfd: ...`` line and the contract's exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .. import control
+from ..config import parse_duration, parse_size
+from ..errors import EwfdError
+from ..store.base import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any, Any]
+else:   # click < 8.2 has no type parameters
+    _ParamType = click.ParamType
+
+
+class Failure(click.ClickException):
+    """One line on stderr, prefixed ``ewfd:``; exit 1 (not found, does not apply, failed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"ewfd: {self.format_message()}", err=True)
+
+
+class UsageFailure(Failure):
+    """The same for bad input found past argument parsing: exit 2."""
+
+    exit_code = control.EXIT_USAGE
+
+
+def failure(message: str, exit_code: int = control.EXIT_FAILED) -> Failure:
+    return UsageFailure(message) if exit_code == control.EXIT_USAGE else Failure(message)
+
+
+class CtlGroup(click.Group):
+    """Turns the errors of :mod:`ewfd.control` and the store into :class:`Failure`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except control.CtlError as exc:
+            raise failure(str(exc), exc.exit_code) from None
+        except EwfdError as exc:    # StoreError and friends: the database misbehaved
+            raise Failure(str(exc)) from None
+
+
+def target_options(fn: F) -> F:
+    """``--config``, ``--db`` and ``--json``, which every subcommand takes."""
+    fn = click.option("--json", "as_json", is_flag=True,
+                      help="Print JSON for scripts instead of text.")(fn)
+    fn = click.option("--db", "db_path", metavar="PATH",
+                      help="The SQLite database, instead of finding it through the config.")(fn)
+    fn = click.option("--config", "config_path", metavar="PATH",
+                      help="The daemon's config file. Default: $EWFD_CONFIG, else ./ewfd.toml, "
+                           "else ./ewfd.db.")(fn)
+    return fn
+
+
+def target(config_path: str | None, db_path: str | None) -> control.Target:
+    if config_path is not None and db_path is not None:
+        raise click.UsageError("pass --config or --db, not both")
+    return control.locate(config_path, db_path)
+
+
+@contextmanager
+def opened(found: control.Target, *, write: bool = False) -> Iterator[Store]:
+    """The store, read-only unless ``write``, closed at the end of the block."""
+    store = control.open_store(found, write=write)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# -- parameter types: a bad value is a usage error (exit 2) -----------------------------------
+class Duration(_ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(f"{exc} (units: ms, s, m, h, d)", param, ctx)
+
+
+class Size(_ParamType):
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class JsonObject(_ParamType):
+    """A JSON object given inline, or ``@FILE`` (``@-`` reads stdin)."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        text = str(value)
+        if text.startswith("@"):
+            try:
+                with click.open_file(text[1:], encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError as exc:
+                self.fail(f"cannot read {text[1:]}: {exc.strerror or exc}", param, ctx)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            self.fail(f"not valid JSON: {exc}", param, ctx)
+        if not isinstance(data, dict):
+            self.fail(f"expected a JSON object such as '{{\"name\": \"x\"}}', got "
+                      f"{type(data).__name__}", param, ctx)
+        return data
+
+
+class KeyValue(_ParamType):
+    name = "key=value"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, val = str(value).partition("=")
+        if not sep or not key:
+            self.fail(f"expected KEY=VALUE, got {value!r}", param, ctx)
+        return key, val
+
+
+DURATION = Duration()
+SIZE = Size()
+JSON_OBJECT = JsonObject()
+KEY_VALUE = KeyValue()

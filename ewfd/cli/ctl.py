@@ -1,0 +1,288 @@
+"""``ewfd ctl``: the group, and the commands that only look (queues, workflows, show,
+templates, workers, tail). The commands that act are in :mod:`ewfd.cli.ctl_actions`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from .. import control
+from ..logtail import LogFilter
+from ..logtail import tail as tail_log
+from ..model import WorkflowStatus
+from . import output as out
+from .common import CtlGroup, Failure, UsageFailure, opened, target, target_options
+from .ctl_actions import ACTIONS
+
+STATUSES = [str(s) for s in WorkflowStatus]
+STATE_LINES = 40      # longer state is cut in the text view (--json shows it all)
+
+
+@click.group(cls=CtlGroup)
+def ctl() -> None:
+    """Inspect and operate a running ewfd: queues, workflows, workers, logs.
+
+    Each command finds the database as `ewfd run` does (--config, else
+    $EWFD_CONFIG, else ./ewfd.toml, else ./ewfd.db), or takes --db PATH.
+    Add --json for scripts. Reading never blocks the workers; each action is
+    one short transaction, safe while the daemon runs.
+
+    \b
+    Look:
+      queues                      backlog per queue: pending, running, failed, oldest
+      workflows --status failed   what failed, newest first
+      show UUID                   one workflow: state, every attempt and its error
+      workers                     processes: pid, what each runs, RSS, CPU
+      templates                   workflow names, their steps and retry policies
+      tail -f [--workflow UUID]   the daemon's log, one readable line per event
+    \b
+    Act:
+      retry UUID                  failed/cancelled -> pending, from where it stopped
+      cancel UUID                 pending: never runs; running: stops before next step
+      pause QUEUE / resume QUEUE  stop / restart claiming (running steps finish)
+      enqueue NAME --state JSON   start a workflow; prints its uuid
+      prune --older-than 7d       delete old finished workflows and their history
+      create-queue / close-queue  add / remove a queue at run time
+    \b
+    Exit codes: 0 ok; 1 not found, does not apply, or failed; 2 bad usage.
+    """
+
+
+for _command in ACTIONS:
+    ctl.add_command(_command)
+
+
+@ctl.command()
+@target_options
+def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
+    """Backlog and counts per queue.
+
+    Per queue: workers, paused, counts by status, age of the oldest pending.
+    Pending work with an old OLDEST PENDING means nothing claims it: check
+    PAUSED, then `ewfd ctl workers`.
+    """
+    with opened(target(config_path, db_path)) as store:
+        rows = control.queues(store)
+    if out.done_without_table(rows, as_json, "no queues yet: ewfd run stores the configured "
+                              "queues when it starts"):
+        return
+    out.table(
+        ["QUEUE", "WORKERS", "PAUSED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
+         "OLDEST PENDING"],
+        [[r["queue"], str(r["workers"]), ("paused", "yellow") if r["paused"] else "no",
+          f"{r['pending']:,}", f"{r['running']:,}", f"{r['completed']:,}",
+          (f"{r['failed']:,}", "red" if r["failed"] else None), f"{r['cancelled']:,}",
+          "-" if r["oldest_pending_age_s"] is None else out.span(r["oldest_pending_age_s"])]
+         for r in rows])
+
+
+def step_label(wf: dict[str, Any]) -> str:
+    """``bye (2/2)``: the step a workflow is at (or failed at), of how many."""
+    total = len(wf["steps"])
+    if wf["status"] == "completed" and total:
+        return f"done ({total}/{total})"
+    if wf["step"] is None:
+        return f"#{wf['current_step']}"
+    return f"{wf['step']} ({wf['current_step'] + 1}/{total})"
+
+
+@ctl.command()
+@click.option("--queue", "-q", metavar="Q", help="Only this queue.")
+@click.option("--status", "-s", type=click.Choice(STATUSES), help="Only this status.")
+@click.option("--name", "-n", metavar="NAME", help="Only this workflow template.")
+@click.option("--limit", "-l", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many, newest first.")
+@target_options
+def workflows(queue: str | None, status: str | None, name: str | None, limit: int,
+              config_path: str | None, db_path: str | None, as_json: bool) -> None:
+    """List workflows, newest first.
+
+    STEP is the step a workflow is at, or the one it failed at. Then
+    `ewfd ctl show UUID` for the details and `ewfd ctl retry UUID` to rerun.
+    """
+    with opened(target(config_path, db_path)) as store:
+        rows = control.list_workflows(store, queue=queue, name=name, limit=limit,
+                                      status=WorkflowStatus(status) if status else None)
+    if out.done_without_table(rows, as_json, "no workflows match"):
+        return
+    out.table(["UUID", "NAME", "QUEUE", "STATUS", "STEP", "CREATED", "UPDATED", "ERROR"],
+              [[r["uuid"], r["name"], r["queue"] or "-", out.status(r["status"]), step_label(r),
+                out.ago(r["created_at"]), out.ago(r["updated_at"]), out.short(r["error"])]
+               for r in rows])
+    if len(rows) == limit:
+        out.note(f"showing the newest {limit}: use --limit for more, --status to narrow")
+
+
+@ctl.command()
+@click.argument("uuid")
+@target_options
+def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool) -> None:
+    """One workflow: state, attempts, errors.
+
+    Its fields, its state (raw JSON), and its history: every attempt of every
+    step. The history lists each attempt with when it started, how long it took,
+    its outcome (completed, failed, interrupted: the worker died) and error,
+    and the pid of the worker that ran it.
+    """
+    with opened(target(config_path, db_path)) as store:
+        wf = control.show(store, uuid)
+    if as_json:
+        out.print_json(wf)
+        return
+    meta = " ".join(f"{k}={v}" for k, v in sorted(wf["metadata"].items()))
+    out.fields([
+        ("uuid", wf["uuid"]), ("name", wf["name"]), ("display name", wf["display_name"] or "-"),
+        ("queue", wf["queue"] or "-"), ("status", out.status(wf["status"])),
+        ("step", step_label(wf)), ("steps", " -> ".join(wf["steps"]) or "-"),
+        ("error", (wf["error"], "red") if wf["error"] else "-"),
+        ("created", f"{wf['created_at']} ({out.ago(wf['created_at'])})"),
+        ("updated", f"{wf['updated_at']} ({out.ago(wf['updated_at'])})"),
+        ("metadata", meta or "-"),
+    ])
+    lines = json.dumps(wf["state"], indent=2, ensure_ascii=False).splitlines()
+    out.echo("\nstate")
+    for line in lines[:STATE_LINES]:
+        out.echo(f"  {line}")
+    if len(lines) > STATE_LINES:
+        out.note(f"  ... {len(lines) - STATE_LINES:,} more lines: use --json")
+    out.echo("\nhistory")
+    if not wf["history"]:
+        out.echo("  (no attempt finished yet)")
+        return
+    out.table(["  #", "STEP", "ATTEMPT", "STARTED", "DURATION", "OUTCOME", "PID", "ERROR"],
+              [[f"  {i}", h["step"], str(h["attempt"]), h["started_at"].replace("T", " ")[:23],
+                out.millis(h["duration_ms"]), out.status(h["outcome"]),
+                str(h["worker_pid"] or "-"), (out.short(h["error"], 200), "red")]
+               for i, h in enumerate(wf["history"], 1)])
+
+
+def _g(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value * 1000:g}ms" if 0 < value < 1 else f"{value:g}s"
+
+
+def describe_retry(step: dict[str, Any]) -> tuple[str, str]:
+    """(attempts, backoff) of a stored step, for people."""
+    retry = step.get("retry") or {}
+    b = retry.get("backoff")
+    if not b:
+        return "1", "-"
+    kind = b.get("type")
+    if kind == "constant":
+        text = f"constant {_seconds(b.get('interval'))}"
+    elif kind == "exponential":
+        text = (f"exponential {_seconds(b.get('initial'))}..{_seconds(b.get('max_interval'))} "
+                f"x{_g(b.get('multiplier'))}")
+        if b.get("jitter"):
+            text += f" jitter {_g(b.get('jitter'))}"
+    else:
+        text = str(kind)
+    return str(retry.get("max_attempts", 1)), text
+
+
+@ctl.command()
+@target_options
+def templates(config_path: str | None, db_path: str | None, as_json: bool) -> None:
+    """Workflow templates, steps, retry policies.
+
+    What the daemon stored at start: each template's steps with their
+    attempts, backoff and timeout. These are the names `ewfd ctl enqueue`
+    accepts. A template missing here means the daemon has not run with the app
+    that registers it.
+    """
+    with opened(target(config_path, db_path)) as store:
+        rows = control.templates(store)
+    if out.done_without_table(rows, as_json,
+                              "no templates stored: start ewfd run once with your app"):
+        return
+    table = []
+    for t in rows:
+        for i, step in enumerate(t["steps"], 1):
+            attempts, backoff = describe_retry(step)
+            table.append([t["name"] if i == 1 else "", str(i), str(step.get("name")), attempts,
+                          backoff, _seconds(step.get("timeout"))])
+    out.table(["TEMPLATE", "#", "STEP", "ATTEMPTS", "BACKOFF", "TIMEOUT"], table)
+
+
+@ctl.command()
+@target_options
+def workers(config_path: str | None, db_path: str | None, as_json: bool) -> None:
+    """Supervisor and worker processes.
+
+    Pid, queue, state (idle, running, stopping), the workflow and step each
+    runs, RSS and CPU. Read from the runtime file the supervisor keeps next to the database
+    (<db>.workers.json), checked against the live processes: entries of a
+    supervisor that is gone show as dead. CPU is sampled over 0.2 s.
+    """
+    report = control.workers(target(config_path, db_path))
+    if as_json:
+        out.print_json(report.rows)
+    elif report.rows:
+        out.table(["PID", "ROLE", "QUEUE", "STATE", "WORKFLOW", "STEP", "TASKS", "RSS", "CPU"],
+                  [[str(r["pid"]), r["role"], r["queue"] or "-",
+                    out.status("dead" if r["alive"] is False else r["state"]),
+                    r["workflow_uuid"] or "-", r["step"] or "-",
+                    "-" if r["tasks"] is None else str(r["tasks"]), out.size(r["rss_bytes"]),
+                    "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f}%"]
+                   for r in report.rows])
+    if report.note:
+        out.note(report.note)
+    elif report.updated_at is not None and time.time() - report.updated_at > 30:
+        out.note(f"the supervisor last reported {out.ago(report.updated_at)}: it may be stuck")
+
+
+@ctl.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("--lines", "-n", type=click.IntRange(min=0), default=20, show_default=True,
+              help="How many matching lines of the past to show first.")
+@click.option("--workflow", "-w", metavar="UUID", help="Only lines about this workflow "
+              "(a uuid prefix works).")
+@click.option("--queue", "-q", metavar="Q", help="Only lines about this queue.")
+@click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Only this level and above.")
+@click.option("--file", "log_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Read this log file instead of the config's log_file.")
+@target_options
+def tail(follow: bool, lines: int, workflow: str | None, queue: str | None, level: str | None,
+         log_path: str | None, config_path: str | None, db_path: str | None,
+         as_json: bool) -> None:
+    """The daemon's log, readable; -f follows.
+
+    One line per event: time, level, pid, event, details. Reads the config's
+    log_file (or --file). Errors are highlighted on a terminal; lines that are
+    not JSON (a crash dump) are shown as they are, unless --workflow or
+    --queue filters. --json prints the original lines.
+    """
+    path = log_path or _log_file(config_path, db_path)
+    keep = LogFilter(workflow=workflow, queue=queue, level=level)
+    try:
+        for line in tail_log(path, lines=lines, follow=follow, keep=keep):
+            if not as_json:
+                out.echo(out.log_line(line))
+            elif line.record is not None:
+                out.echo(line.text)
+    except FileNotFoundError:
+        raise Failure(f"no log file at {path} (has the daemon started?)") from None
+    except IsADirectoryError:
+        raise UsageFailure(f"{path} is a directory, not a log file") from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _log_file(config_path: str | None, db_path: str | None) -> str:
+    found = target(config_path, db_path)
+    if found.config is None:
+        raise UsageFailure("tail needs the config that names log_file: pass --config or --file")
+    if found.config.log_file == "-":
+        where = found.config.path or "the default config"
+        raise Failure(f"the daemon logs to stdout (log_file = \"-\" in {where}): read them where "
+                      "its stdout goes (journalctl -u ewfd), or set log_file")
+    return found.config.log_file
