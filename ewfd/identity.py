@@ -40,6 +40,13 @@ def is_dead(owner: str | None) -> bool:
         pid = int(pid_text)
     except ValueError:
         return True
-    if not psutil.pid_exists(pid):
+    try:
+        # A zombie is dead: its workflows must not wait for whoever reaps it (an orphaned
+        # worker's zombie lingers until init gets to it).
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+    except psutil.NoSuchProcess:
         return True
+    except psutil.Error:
+        pass
     return str(_start_time(pid)) != started

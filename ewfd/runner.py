@@ -252,6 +252,8 @@ class Run:
                 encoded = codec.encode_state(state, self.registry.max_state_size)
             except (Exception, StepTimeout) as exc:
                 error = exc
+            if self.on_step is not None and deadline is not None:
+                self.on_step(self.wf, index, None)   # the save may wait on a busy disk: no kill
             duration = round((time.monotonic() - t0) * 1000, 3)
             if error is None:
                 last = index == len(self.wf.steps) - 1

@@ -31,7 +31,7 @@ from .store.sqlite import SQLiteStore
 from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
-TICK = 0.5
+TICK = 0.1          # the loop also wakes at once on a signal or a worker's output
 MAX_SLOTS = 512
 FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
 MAX_RESTART_DELAY = 30.0
@@ -48,6 +48,7 @@ class WorkerProc:
     retiring: str | None = None     # why we asked it to go: shutdown, reload, removed, recycle
     killed_for_timeout: str | None = None
     buffer: bytes = b""
+    output_closed: bool = False     # it closed its stdout and stderr: stop selecting on them
 
 
 @dataclass
@@ -131,9 +132,7 @@ class Supervisor:
             except LookupError:
                 paused = False
             store.save_queue(queue_spec(qc, paused))
-        for owner in store.lease_owners():   # workers of a supervisor that was killed
-            if identity.is_dead(owner):
-                self._interrupted(store.interrupt(owner=owner, reason="supervisor died"))
+        self.release_dead_owners("supervisor died")   # workers of a supervisor that was killed
         self.sync_queues()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -154,6 +153,10 @@ class Supervisor:
             if self.stopping:
                 if not self.workers:
                     break
+                try:   # steps finishing within shutdown_timeout may outlive their lease
+                    self.keep_leases()
+                except StoreError as exc:
+                    self.log.error("store.error", error=str(exc))
                 self.wait(0.1)
                 continue
             self.duties()
@@ -168,9 +171,9 @@ class Supervisor:
         return self.exit_code
 
     def wait(self, timeout: float) -> None:
-        fds = [self.pipe_r] + [w.output_fd for w in self.workers.values() if w.output_fd >= 0]
+        outputs = {w.output_fd: w for w in self.workers.values() if not w.output_closed}
         try:
-            ready, _, _ = select.select(fds, [], [], timeout)
+            ready, _, _ = select.select([self.pipe_r, *outputs], [], [], timeout)
         except InterruptedError:
             return
         for fd in ready:
@@ -179,19 +182,27 @@ class Supervisor:
                     while os.read(self.pipe_r, 4096):
                         pass
             else:
-                self.read_output(fd)
+                self.read_output(outputs[fd])
 
-    def read_output(self, fd: int, final: bool = False) -> None:
-        proc = next((w for w in self.workers.values() if w.output_fd == fd), None)
-        try:
-            data = os.read(fd, 65536)
-        except (BlockingIOError, OSError):
-            data = b""
-        if proc is None:
-            return
-        proc.buffer += data
+    def read_output(self, proc: WorkerProc, final: bool = False) -> None:
+        """Log what a worker printed, line by line; ``final`` (it has exited) drains the pipe
+        and logs an unfinished last line too."""
+        for _ in range(16 if final else 1):   # bounded: a grandchild may still be writing
+            try:
+                data = os.read(proc.output_fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:   # EOF: a worker that closed its stdout and stderr must not make
+                proc.output_closed = True    # select return at once forever
+                break
+            proc.buffer += data
         lines = proc.buffer.split(b"\n")
         proc.buffer = b"" if final else lines.pop()
+        if len(proc.buffer) > 65536:   # a line that never ends must not grow without bound
+            lines.append(proc.buffer)
+            proc.buffer = b""
         for line in lines:
             if line.strip():
                 self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
@@ -226,7 +237,7 @@ class Supervisor:
             self.retire(proc, "shutdown")
 
     def handle_hup(self) -> None:
-        if self.reload_config is None:
+        if self.reload_config is None or self.stopping:
             return
         systemd.reloading()
         try:
@@ -281,7 +292,7 @@ class Supervisor:
                 self.on_exit(dead, status)
 
     def on_exit(self, proc: WorkerProc, status: int) -> None:
-        self.read_output(proc.output_fd, final=True)
+        self.read_output(proc, final=True)
         os.close(proc.output_fd)
         self.free_slots.append(proc.slot)
         lived = time.monotonic() - proc.started
@@ -331,6 +342,15 @@ class Supervisor:
         graceful = proc.retiring in ("shutdown", "killed") and self.stopping
         self._interrupted(store.interrupt(owner=proc.owner, reason=reason, crash=not graceful))
 
+    def release_dead_owners(self, reason: str) -> None:
+        """Take back workflows leased to dead processes that are not our workers (those of a
+        killed supervisor, which may still be exiting when we start) without waiting for
+        their leases to expire."""
+        ours = {w.owner for w in self.workers.values()}
+        for owner in self.db.lease_owners():
+            if owner not in ours and identity.is_dead(owner):
+                self._interrupted(self.db.interrupt(owner=owner, reason=reason))
+
     def _interrupted(self, items: list[Any]) -> None:
         for item in items:
             keys = {"workflow_uuid": item.uuid, "workflow": item.name, "queue": item.queue,
@@ -344,14 +364,13 @@ class Supervisor:
     def duties(self) -> None:
         try:
             self.check_timeouts()
-            if self.every("leases", min([p.spec.lease for p in self.pools.values()] or [30]) / 3):
-                self.renew_leases()
+            self.keep_leases()
             if self.every("reclaim", 1.0):
+                self.release_dead_owners("worker died")
                 self._interrupted(self.db.interrupt(expired=True, reason="lease expired"))
                 for uuid, error in self.db.reject_unknown_queues():
                     self.log.error("job.rejected", workflow_uuid=uuid, error=error)
-            if self.every("queues", min([p.spec.poll_interval for p in self.pools.values()]
-                                        or [1.0]) if self.pools else 1.0):
+            if self.db.changed() or self.every("queues", 1.0):   # a queue created or closed
                 self.sync_queues()
             if self.every("auto_delete", 1.0):
                 self.auto_delete()
@@ -387,6 +406,10 @@ class Supervisor:
             active = [w for w in self.workers.values() if w.queue == name and not w.retiring]
             for proc in active[pool.spec.workers:]:
                 self.retire(proc, "removed")
+
+    def keep_leases(self) -> None:
+        if self.every("leases", min([p.spec.lease for p in self.pools.values()] or [30]) / 3):
+            self.renew_leases()
 
     def renew_leases(self) -> None:
         """Vouch for live workers' leases, so a step holding the GIL cannot lose its lease."""

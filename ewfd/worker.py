@@ -162,14 +162,21 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             os.dup2(output_fd, 1)
             os.dup2(output_fd, 2)
             os.close(output_fd)
+            # A pipe makes stdout block-buffered: a print() would reach the log only when the
+            # worker exits. Line buffering hands each line to the supervisor at once.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(AttributeError, ValueError, OSError):
+                    stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         random.seed()
         stop = threading.Event()
         worker_ref: list[Worker] = []
 
         def on_term(signum: int, frame: FrameType | None) -> None:
             stop.set()
-            slot.stopping()
+            # Mid-step the slot must keep saying RUNNING: the supervisor renews the lease
+            # and enforces the step's timeout from it until the step ends.
             if worker_ref and worker_ref[0].waiting:
+                slot.stopping()
                 raise _Interrupt()
 
         signal.signal(signal.SIGTERM, on_term)

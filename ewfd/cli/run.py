@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -36,6 +37,10 @@ def run(config_path: str | None) -> None:
                    f"{exc.strerror}", err=True)
         sys.exit(2)
     configure(writer, config.log_level)
+    # The log stream owns stdout (the writer holds its own copy of it): whatever else is
+    # printed from here on (the app's import, a library) goes to stderr instead.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     try:
         engine = load_app(config.app)
     except AppError as exc:

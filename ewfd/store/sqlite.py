@@ -688,6 +688,14 @@ class SQLiteStore:
     def _data_version(self) -> int:
         return int(self._read("PRAGMA data_version")[0][0])
 
+    def changed(self) -> bool:
+        """True when another connection committed since the last call (or the last wait)."""
+        version = self._data_version()
+        if version == self._last_data_version:
+            return False
+        self._last_data_version = version
+        return True
+
     def wait_for_change(self, timeout: float) -> None:
         """Return when another connection committed, or after ``timeout``.
 

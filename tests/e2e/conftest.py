@@ -176,8 +176,17 @@ class Daemon:
         return sorted(pids)
 
     def wait_for_workers(self, count: int, timeout: float = DEFAULT_WAIT) -> list[int]:
-        return list(wait_until(lambda: (lambda p: p if len(p) == count else None)(
-            self.worker_pids()), timeout, f"{count} live workers (have {self.worker_pids()})"))
+        """Wait until exactly ``count`` workers are alive; returns their pids."""
+        found: list[int] = []
+
+        def check() -> bool:
+            found[:] = self.worker_pids()
+            return len(found) == count
+        try:
+            wait_until(check, timeout, f"{count} live workers")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} (have {found}){self._tail()}") from None
+        return found
 
     def _remember(self, proc: psutil.Process) -> None:
         if all(p.pid != proc.pid for p in self.registry):
@@ -296,15 +305,23 @@ class Daemon:
         (self.dir / (f"release-{uuid}" if uuid else "release-all")).touch()
 
 
+def running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init: it is dead all the same)."""
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
 def kill_all(procs: list[psutil.Process]) -> None:
-    """SIGKILL every recorded process still alive (psutil refuses a reused pid), then reap."""
+    """SIGKILL every recorded process still alive (psutil refuses a reused pid), and wait."""
     for proc in list(procs):
         with contextlib.suppress(psutil.Error):
             procs.extend(c for c in proc.children(recursive=True) if c not in procs)
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(procs, timeout=5)
+    wait_until(lambda: not any(running(p) for p in procs), 10, "killed processes to die")
 
 
 @pytest.fixture

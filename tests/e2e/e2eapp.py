@@ -15,14 +15,17 @@ Workflows:
 ``blocking``  one, block (waits for its release file), three.
 ``fenced``    hold: the first execution blocks until released, a re-run does not;
               either sets ``by`` to its pid.
-``exiter``    one, die (``os._exit(1)`` every time).
+``exiter``    one, die (prints a partial line, then ``os._exit(1)`` every time).
 ``stubborn``  ignore (ignores StepTimeout; timeout 0.5 s, 2 attempts).
 ``printer``   chatty (prints to stdout and stderr).
+``mute``      mute (closes its stdout and stderr, then blocks like ``block``).
 ``slow``      nap (sleeps ``state["seconds"]``, default 1 s).
+``sleepy``    nap with a 0.5 s timeout (it lets StepTimeout interrupt it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -89,16 +92,16 @@ def hold(ctx: StepContext, state: dict[str, Any]) -> None:
 
 def die(ctx: StepContext, state: dict[str, Any]) -> None:
     record(ctx)
+    sys.stdout.write(f"last words of {ctx.workflow_uuid}")   # no newline: a partial line
+    sys.stdout.flush()
     os._exit(1)
 
 
 def ignore(ctx: StepContext, state: dict[str, Any]) -> None:
     record(ctx)
     while True:   # a step that swallows StepTimeout (a BaseException) and keeps going
-        try:
+        with contextlib.suppress(BaseException):
             time.sleep(POLL)
-        except BaseException:  # noqa: S110
-            pass
 
 
 def chatty(ctx: StepContext, state: dict[str, Any]) -> None:
@@ -109,6 +112,15 @@ def chatty(ctx: StepContext, state: dict[str, Any]) -> None:
     state["printed"] = True
 
 
+def mute(ctx: StepContext, state: dict[str, Any]) -> None:
+    record(ctx)
+    os.close(1)   # the supervisor's end of the output pipe now reads EOF while we live on
+    os.close(2)
+    _mark_started(ctx.workflow_uuid)
+    while not _released(ctx.workflow_uuid):
+        time.sleep(POLL)
+
+
 def nap(ctx: StepContext, state: dict[str, Any]) -> None:
     record(ctx)
     time.sleep(float(state.get("seconds", 1.0)))
@@ -116,7 +128,8 @@ def nap(ctx: StepContext, state: dict[str, Any]) -> None:
 
 
 ACTIVITIES = {"one": one, "two": two, "three": three, "block": block, "hold": hold,
-              "die": die, "ignore": ignore, "chatty": chatty, "nap": nap}
+              "die": die, "ignore": ignore, "chatty": chatty, "mute": mute,
+              "nap": nap}
 
 
 def templates() -> dict[str, WorkflowTemplate]:
@@ -129,7 +142,9 @@ def templates() -> dict[str, WorkflowTemplate]:
             Step("ignore", timeout=0.5,
                  retry=RetryPolicy(max_attempts=2, backoff=backoff.constant(0.1)))]),
         "printer": WorkflowTemplate(steps=[Step("chatty")]),
+        "mute": WorkflowTemplate(steps=[Step("mute")]),
         "slow": WorkflowTemplate(steps=[Step("nap")]),
+        "sleepy": WorkflowTemplate(steps=[Step("nap", timeout=0.5)]),
     }
 
 
@@ -143,3 +158,6 @@ def register(engine: Engine) -> Engine:
 
 
 engine = register(Engine())
+
+if os.environ.get("E2E_PRINT_AT_IMPORT"):   # an app that chats while it loads
+    print("e2eapp: imported")

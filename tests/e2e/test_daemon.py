@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import e2eapp
+import psutil
 import pytest
 from conftest import Daemon, event, read_json_lines
 
@@ -120,19 +121,49 @@ def test_bad_rows_end_failed_with_the_reason_and_the_daemon_carries_on(daemon: D
 
 
 @pytest.mark.timeout(30)
-def test_what_a_step_prints_becomes_worker_output_lines(daemon: Daemon) -> None:
+@pytest.mark.parametrize("log_file", ["file", "stdout"])
+def test_what_a_step_prints_becomes_worker_output_lines(daemon: Daemon, log_file: str) -> None:
+    if log_file == "stdout":   # the log stream and the processes' stdout are one pipe
+        daemon.configure({"log_file": "-"})
+        daemon.log_path = daemon.stdout_path
+    daemon.extra_env["E2E_PRINT_AT_IMPORT"] = "1"
     daemon.start()
     uuid = daemon.insert_job("printer")
     daemon.wait_for_status(uuid, "completed")
     # The worker is still alive: what it printed must arrive now, not when it exits.
     for text in (f"to stdout from {uuid}", f"to stderr from {uuid}",
                  '{"not": "a log line"} but it looks like one'):
-        line = daemon.wait_for_log(lambda line, text=text: line.get("event") == "worker.output"
-                                   and line.get("output") == text, timeout=10)
+        line = daemon.wait_for_log(event("worker.output", output=text), timeout=10)
         assert line["queue"] == "default" and line["worker_pid"] in daemon.worker_pids()
     assert daemon.stop() == 0
     daemon.logs()   # still one JSON object per line
-    assert daemon.stdout_path.read_text() == ""
+    if log_file == "file":
+        assert daemon.stdout_path.read_text() == ""
+    assert "e2eapp: imported" in daemon.stderr_path.read_text()   # stray output: stderr
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_that_closes_its_output_does_not_make_the_supervisor_spin(
+        daemon: Daemon) -> None:
+    daemon.start()
+    uuid = daemon.insert_job("mute")
+    daemon.wait_started(uuid)
+    supervisor = [psutil.Process(daemon.pid)]
+    before = cpu_seconds(supervisor)
+    time.sleep(1.5)   # the measuring window
+    used = cpu_seconds(supervisor) - before
+    daemon.release(uuid)
+    daemon.wait_for_status(uuid, "completed")
+    assert used < 0.5, f"the supervisor used {used:.2f} s of CPU in 1.5 s"
+    assert daemon.stop() == 0
 
 
 @pytest.mark.timeout(40)
@@ -140,16 +171,22 @@ def test_a_job_inserted_into_an_idle_daemon_starts_at_once(daemon: Daemon) -> No
     # A 5 s poll interval: only a working wake-up (inotify / data_version) can be fast.
     daemon.configure(queues={"default": {"workers": 2, "poll_interval": "5s"}})
     daemon.start()
-    latencies = []
+    procs = [psutil.Process(pid) for pid in [daemon.pid, *daemon.worker_pids()]]
+    latencies, idle_cpu = [], []
     for n in range(2):
+        before = cpu_seconds(procs)
         time.sleep(2.5)   # the scenario itself: the daemon has been idle for a while
+        idle_cpu.append(cpu_seconds(procs) - before)
         inserted = time.time()
         uuid = daemon.insert_job("three", {"n": n})
         started = daemon.wait_for_log(event("workflow.started", workflow_uuid=uuid), timeout=10)
         latencies.append(epoch(started) - inserted)
         daemon.wait_for_status(uuid, "completed")
-    print(f"\nwake-up latency after idle: {', '.join(f'{x * 1000:.1f} ms' for x in latencies)}")
+    print(f"\nwake-up latency after idle: {', '.join(f'{x * 1000:.1f} ms' for x in latencies)}"
+          f"; CPU of the idle daemon (3 processes) per 2.5 s: "
+          f"{', '.join(f'{x * 1000:.0f} ms' for x in idle_cpu)}")
     assert max(latencies) < 0.5, latencies
+    assert max(idle_cpu) < 0.25, idle_cpu      # close to no CPU: under 10 % of one core
 
 
 @pytest.mark.timeout(30)
