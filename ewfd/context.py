@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .model import Workflow
@@ -20,11 +21,16 @@ class StepContext:
     workflow_uuid: str
     attempt: int
     deadline: float | None
-    log: Any
+    logger: Any = field(repr=False)
     workflow_name: str = ""
     step_index: int = 0
     queue: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def log(self) -> Any:
+        """A structlog logger bound to the workflow, step and attempt (bound on first use)."""
+        return self.logger.bind(attempt=self.attempt)
 
     @property
     def idempotency_key(self) -> str:

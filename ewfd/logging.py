@@ -76,8 +76,11 @@ def _timestamp() -> str:
 
 def render(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     """Level, timestamp, pid and JSON in one pass: logging is on the hot path of every step."""
-    for key in [k for k, v in event.items() if v is None and k not in _KEEP_NONE]:
-        del event[key]
+    if "exc_info" in event:
+        event = structlog.processors.format_exc_info(_, method, event)
+    if None in event.values():
+        for key in [k for k, v in event.items() if v is None and k not in _KEEP_NONE]:
+            del event[key]
     event["level"] = "warning" if method == "warn" else method
     event["timestamp"] = _timestamp()
     event["pid"] = os.getpid()
@@ -87,7 +90,7 @@ def render(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
 def configure(writer: LineWriter, level: str = "info") -> None:
     """Configure structlog globally for this process (the daemon and its workers)."""
     structlog.configure(
-        processors=[structlog.processors.format_exc_info, render],
+        processors=[render],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, 20)),
         logger_factory=lambda *args: _Logger(writer),
         cache_logger_on_first_use=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -110,6 +111,15 @@ class WorkflowTemplate:
         self.steps = [s if isinstance(s, Step) else Step(str(s)) for s in self.steps]
         if not self.steps:
             raise ValueError("a WorkflowTemplate needs at least one step")
+
+    def steps_json(self) -> str:
+        """The steps as stored with a workflow (computed once: a row inserted by SQL takes them
+        from its template at every claim)."""
+        cached: tuple[list[Step], str] | None = getattr(self, "_steps_json", None)
+        if cached is None or cached[0] is not self.steps:
+            cached = (self.steps, json.dumps([s.to_dict() for s in self.steps]))
+            object.__setattr__(self, "_steps_json", cached)
+        return cached[1]
 
 
 def utcnow() -> datetime:

@@ -7,7 +7,6 @@ the lease; a :class:`LeaseLost` ends the run at once, having changed nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -164,8 +163,7 @@ class Run:
             return f"unknown workflow {self.wf.name!r}: no template of that name is registered"
         if not self.claimed.steps_known:
             self.wf.steps = list(tmpl.steps)
-            self.lease = replace(self.lease, steps_json=json.dumps(
-                [s.to_dict() for s in tmpl.steps]))
+            self.lease = replace(self.lease, steps_json=tmpl.steps_json())
         missing = [s.name for s in self.wf.steps if s.name not in self.registry.activities]
         if missing:
             return f"workflow {self.wf.name!r}: activity {missing[0]!r} is not registered"
@@ -240,8 +238,7 @@ class Run:
                 self.on_step(self.wf, index, deadline)
             state = codec.decode_state(saved)   # every attempt starts from the saved state
             self.wf.state = state
-            ctx = StepContext.for_step(self.wf, index, attempt_no, deadline,
-                                       log.bind(attempt=attempt_no))
+            ctx = StepContext.for_step(self.wf, index, attempt_no, deadline, log)
             log.info("step.started", attempt=attempt_no)
             began, t0 = utcnow(), time.monotonic()
             error: BaseException | None = None

@@ -29,9 +29,23 @@ def can_interrupt() -> bool:
     return threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
 
 
+_ASYNC: dict[Callable[..., Any], bool] = {}
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, remembered: it is asked before every attempt."""
+    try:
+        return _ASYNC[fn]
+    except KeyError:
+        result = _ASYNC[fn] = inspect.iscoroutinefunction(fn)
+        return result
+    except TypeError:   # an unhashable callable
+        return inspect.iscoroutinefunction(fn)
+
+
 def call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
     """Call ``fn(*args)`` (sync or async) and raise StepTimeout when it overruns ``timeout``."""
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         return _run_async(fn(*args), timeout)
     if timeout is None:
         result = fn(*args)
