@@ -124,16 +124,20 @@ class Supervisor:
         signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
         for sig in HANDLED:
             signal.signal(sig, self._on_signal)
-        store = self.db
-        self.engine.bind(store, save_templates=True)
-        for qc in self.config.queues.values():
-            try:
-                paused = store.load_queue(qc.name).paused
-            except LookupError:
-                paused = False
-            store.save_queue(queue_spec(qc, paused))
+        self.engine.bind(self.db, save_templates=True)
+        self.store_config_queues()
         self.release_dead_owners("supervisor died")   # workers of a supervisor that was killed
         self.sync_queues()
+
+    def store_config_queues(self) -> None:
+        """The config's queues are stored (ctl sees them) with the config's settings; a
+        paused flag set with ``ewfd ctl pause`` survives."""
+        for qc in self.config.queues.values():
+            try:
+                paused = self.db.load_queue(qc.name).paused
+            except LookupError:
+                paused = False
+            self.db.save_queue(queue_spec(qc, paused))
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
@@ -247,13 +251,7 @@ class Supervisor:
             systemd.ready()
             return
         self.config = replace(config, database=self.config.database, app=self.config.app)
-        store = self.db
-        for qc in self.config.queues.values():
-            try:
-                paused = store.load_queue(qc.name).paused
-            except LookupError:
-                paused = False
-            store.save_queue(queue_spec(qc, paused))
+        self.store_config_queues()
         self.sync_queues()
         for proc in list(self.workers.values()):
             self.retire(proc, "reload")

@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -31,14 +32,7 @@ WAIT = 20.0
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
+    return wait_until(check, timeout, what)
 
 
 class CtlDaemon:
