@@ -26,7 +26,7 @@ from .config import Config, QueueConfig
 from .engine import Engine
 from .errors import StoreError
 from .model import QueueSpec, WorkflowStatus
-from .slots import RUNNING, Scoreboard
+from .slots import RUNNING, STARTING, Scoreboard
 from .store.sqlite import SQLiteStore
 from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
 
@@ -85,6 +85,7 @@ class Supervisor:
         self.free_slots = list(range(MAX_SLOTS - 1, -1, -1))
         self.signals: list[int] = []
         self.stopping = False
+        self.booted = False      # a worker has started once: later boot failures are transient
         self.exit_code = 0
         self.store: SQLiteStore | None = None
         self.started = time.time()
@@ -309,12 +310,12 @@ class Supervisor:
         pool = self.pools.get(proc.queue)
         if self.stopping or pool is None or proc.retiring in ("reload", "removed", "shutdown"):
             return
-        if code == EXIT_BOOT:
+        if code == EXIT_BOOT and not self.booted:
             self.log.error("supervisor.boot_error", queue=proc.queue,
-                           error="a worker could not start; stopping instead of crash-looping")
+                           error="no worker could start; stopping instead of crash-looping")
             self.exit_code = EXIT_BOOT
             self.handle_stop(signal.SIGTERM)
-            return
+            return   # once workers have run, a failed start is transient: restart with backoff
         if code == EXIT_RECYCLE or proc.retiring == "recycle":
             self.log.info("worker.recycled", worker_pid=proc.pid, queue=proc.queue,
                           reason="max_memory" if proc.retiring == "recycle" else
@@ -429,6 +430,8 @@ class Supervisor:
         now = time.time()
         for proc in self.workers.values():
             view = self.board.read(proc.slot)
+            if view.state != STARTING:
+                self.booted = True
             if (proc.killed_for_timeout is None and view.state == RUNNING and view.deadline
                     and now > view.deadline + self.config.timeout_grace):
                 proc.killed_for_timeout = (
