@@ -127,9 +127,17 @@ def nap(ctx: StepContext, state: dict[str, Any]) -> None:
     state["slept"] = True
 
 
+def flaky(ctx: StepContext, state: dict[str, Any]) -> None:
+    """Fails its first attempt, succeeds on the next."""
+    record(ctx)
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    state["flaky"] = ctx.attempt
+
+
 ACTIVITIES = {"one": one, "two": two, "three": three, "block": block, "hold": hold,
               "die": die, "ignore": ignore, "chatty": chatty, "mute": mute,
-              "nap": nap}
+              "nap": nap, "flaky": flaky}
 
 
 def templates() -> dict[str, WorkflowTemplate]:
@@ -145,6 +153,8 @@ def templates() -> dict[str, WorkflowTemplate]:
         "mute": WorkflowTemplate(steps=[Step("mute")]),
         "slow": WorkflowTemplate(steps=[Step("nap")]),
         "sleepy": WorkflowTemplate(steps=[Step("nap", timeout=0.5)]),
+        "patient": WorkflowTemplate(steps=[
+            Step("flaky", retry=RetryPolicy(max_attempts=2, backoff=backoff.constant(2.0)))]),
     }
 
 

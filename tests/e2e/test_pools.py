@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 
@@ -82,4 +83,40 @@ def test_a_queue_created_at_run_time_gets_workers_and_close_queue_stops_them(
         assert "unknown queue" in row["error"]
     finally:
         engine.close()
+    assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(60)
+def test_an_auto_delete_queue_closes_when_idle_and_empty(daemon: Daemon) -> None:
+    daemon.start()
+    engine = e2eapp.register(Engine(store=SQLiteStore(daemon.db)))
+    try:
+        engine.create_queue("temp", workers=1, auto_delete=True, delete_after=1.0)
+        started = daemon.wait_for_log(event("worker.started", queue="temp"), timeout=10)
+        wf = engine.new_workflow("three", queue="temp", state={"n": 1})
+        engine.run(wf)
+        daemon.wait_for_status(wf.uuid, "completed")
+        daemon.wait_for_log(event("queue.auto_deleted", queue="temp"), timeout=10)
+        assert "temp" not in {q.name for q in engine.store.load_queues()}
+        daemon.wait_for_log(event("worker.exited", worker_pid=started["pid"]), timeout=10)
+    finally:
+        engine.close()
+    assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_long_retry_wait_hands_the_workflow_back_and_frees_the_worker(daemon: Daemon) -> None:
+    daemon.configure(queues={"default": {"workers": 1, "poll_interval": "100ms"}})
+    daemon.start()
+    patient = daemon.insert_job("patient", {})
+    daemon.wait_for_log(event("step.retrying", workflow_uuid=patient), timeout=10)
+    row = daemon.wait_for_status(patient, "pending")    # back in the queue, due in 2 s
+    assert row["current_step"] == 0
+    quick = daemon.insert_job("three", {"n": 1})        # the only worker is free meanwhile
+    daemon.wait_for_status(quick, "completed", timeout=10)
+    assert daemon.row(patient)["status"] == "pending"
+    done = daemon.wait_for_status(patient, "completed", timeout=15)
+    assert json.loads(done["state"])["flaky"] == 2
+    outcomes = [(h["attempt"], h["outcome"]) for h in daemon.history(patient)]
+    assert outcomes == [(1, "failed"), (2, "completed")]
     assert daemon.stop() == 0
