@@ -28,10 +28,13 @@ from .errors import StoreError
 from .model import QueueSpec, WorkflowStatus
 from .slots import RUNNING, STARTING, Scoreboard
 from .store.sqlite import SQLiteStore
+from .store.wake import ChangeWaiter
 from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
-TICK = 0.1          # the loop also wakes at once on a signal or a worker's output
+TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wakes at once
+IDLE_TICK = 1.0     # on a signal, a worker's output, a child's death or a database write
+DB_WAKE_GAP = 0.1   # under load, database writes wake the loop at most this often
 MAX_SLOTS = 512
 FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
 MAX_RESTART_DELAY = 30.0
@@ -123,6 +126,8 @@ class Supervisor:
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
             fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
         signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
+        self.changes = ChangeWaiter(str(self.config.database))
+        self._db_woke = 0.0
         for sig in HANDLED:
             signal.signal(sig, self._on_signal)
         self.engine.bind(self.db, save_templates=True)
@@ -168,8 +173,13 @@ class Supervisor:
             if watchdog and self.every("watchdog", watchdog / 2):
                 systemd.watchdog()
             self.spawn_missing()
-            self.wait(TICK)
+            busy = any(self.board.read(w.slot).state == RUNNING for w in self.workers.values())
+            if time.monotonic() - self._db_woke < 0.05:
+                self.wait(0.005)   # a -wal write comes just before its commit is visible
+            else:
+                self.wait(TICK if busy else IDLE_TICK)
         self.close_store()
+        self.changes.close()
         with contextlib.suppress(OSError):
             os.unlink(self.runtime_path)
         self.log.info("supervisor.stopped", exit_code=self.exit_code)
@@ -177,8 +187,16 @@ class Supervisor:
 
     def wait(self, timeout: float) -> None:
         outputs = {w.output_fd: w for w in self.workers.values() if not w.output_closed}
+        fds = [self.pipe_r, *outputs]
+        db_fd = self.changes.fileno()
+        if db_fd >= 0:   # a queue created or closed by ctl or the API: act at once
+            gap_left = DB_WAKE_GAP - (time.monotonic() - self._db_woke)
+            if gap_left <= 0:
+                fds.append(db_fd)
+            else:
+                timeout = min(timeout, gap_left)
         try:
-            ready, _, _ = select.select([self.pipe_r, *outputs], [], [], timeout)
+            ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
         for fd in ready:
@@ -186,6 +204,9 @@ class Supervisor:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self.pipe_r, 4096):
                         pass
+            elif fd == db_fd:
+                if self.changes.drain():
+                    self._db_woke = time.monotonic()
             else:
                 self.read_output(outputs[fd])
 
@@ -509,7 +530,8 @@ class Supervisor:
         self.board.reset(slot)
         out_r, out_w = os.pipe()
         parent = os.getpid()
-        close = [self.pipe_r, self.pipe_w, out_r] + [w.output_fd for w in self.workers.values()]
+        close = [self.pipe_r, self.pipe_w, out_r, self.changes.fileno(),
+                 *(w.output_fd for w in self.workers.values())]
         database, synchronous = self.config.database, self.config.synchronous
         self.engine.max_state_size = self.config.max_state_size
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)

@@ -59,6 +59,14 @@ class ChangeWaiter:
         """True when waits end on writes (inotify), False when they are plain sleeps."""
         return self._fd >= 0
 
+    def fileno(self) -> int:
+        """The descriptor to ``select`` on (-1 without inotify); call :meth:`drain` when ready."""
+        return self._fd
+
+    def drain(self) -> bool:
+        """Consume pending events; True if one was about the database files."""
+        return self._fd >= 0 and self._drain()
+
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True if the database files were written meanwhile."""
         if self._fd < 0:
