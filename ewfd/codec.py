@@ -105,6 +105,8 @@ def decode_state(text: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text, object_hook=_hook)
+    except RecursionError:
+        raise StateError("state is nested too deeply to decode") from None
     except (ValueError, TypeError) as exc:
         raise StateError(f"state is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):

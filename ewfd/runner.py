@@ -179,7 +179,10 @@ class Run:
         return tmpl
 
     def execute(self) -> Outcome:
-        checked = self._validate()
+        try:
+            checked = self._validate()
+        except Exception as exc:   # whatever an outside program put in the row: reject it
+            checked = f"invalid row: {error_text(exc)}"
         if isinstance(checked, str):
             return self._reject(checked)
         tmpl = checked

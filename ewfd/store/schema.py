@@ -10,6 +10,10 @@ _UUID4 = (
     "'-' || lower(hex(randomblob(6))))"
 )
 
+# Outside programs insert into jobs: types SQLite would let through are refused at the
+# INSERT, with an error naming the constraint, instead of reaching a worker.
+_ISO = "{} GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]*'"
+
 # Each entry moves the schema from version i to i+1; never edit one that has shipped.
 MIGRATIONS: list[str] = [
     f"""
@@ -18,15 +22,16 @@ MIGRATIONS: list[str] = [
         uuid             TEXT NOT NULL UNIQUE DEFAULT {_UUID4},
         queue            TEXT DEFAULT 'default',
         workflow         TEXT NOT NULL,
-        state            TEXT NOT NULL DEFAULT '{{}}',
+        state            TEXT NOT NULL DEFAULT '{{}}' CHECK (typeof(state) = 'text'),
         display_name     TEXT NOT NULL DEFAULT '',
         metadata         TEXT NOT NULL DEFAULT '{{}}',
         status           TEXT NOT NULL DEFAULT 'pending'
                          CHECK (status IN ('pending','running','completed','failed','cancelled')),
-        current_step     INTEGER NOT NULL DEFAULT 0,
+        current_step     INTEGER NOT NULL DEFAULT 0
+                         CHECK (typeof(current_step) = 'integer' AND current_step >= 0),
         error            TEXT,
-        created_at       TEXT NOT NULL DEFAULT {_NOW},
-        updated_at       TEXT NOT NULL DEFAULT {_NOW},
+        created_at       TEXT NOT NULL DEFAULT {_NOW} CHECK ({_ISO.format('created_at')}),
+        updated_at       TEXT NOT NULL DEFAULT {_NOW} CHECK ({_ISO.format('updated_at')}),
         steps            TEXT,
         not_before       REAL NOT NULL DEFAULT 0,
         lease_owner      TEXT,

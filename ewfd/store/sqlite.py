@@ -47,7 +47,17 @@ T = TypeVar("T")
 
 _WF_COLUMNS = ("id, uuid, queue, workflow, state, display_name, metadata, status, current_step, "
                "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested")
-_BUSY_GIVE_UP = 120.0    # seconds of application-level retries before a write is reported
+
+
+class _BadText(str):
+    """Text read from a column that is not valid UTF-8 (an outside program wrote bytes)."""
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _BadText(raw.decode("utf-8", "replace"))
 
 
 def _now_iso() -> str:
@@ -67,12 +77,14 @@ class SQLiteStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
-                 busy_timeout: float = 5.0, readonly: bool = False, create: bool = True) -> None:
+                 busy_timeout: float = 5.0, busy_give_up: float = 10.0, readonly: bool = False,
+                 create: bool = True) -> None:
         self.path = os.fspath(path)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
+        self._busy_give_up = busy_give_up   # then StoreError("database is locked"): callers log
         self._readonly = readonly
         self._create = create and not readonly
         self._lock = threading.RLock()
@@ -103,6 +115,7 @@ class SQLiteStore:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=self._busy_timeout, cached_statements=256)
             conn.row_factory = sqlite3.Row
+            conn.text_factory = _text   # a row with bytes that are not UTF-8 must not wedge a claim
             self._check_version(conn)   # before anything writes to a file we may not own
             if not memory and not self._readonly:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -115,7 +128,7 @@ class SQLiteStore:
             if conn is not None:
                 conn.close()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise StoreError(f"{self.path}: {exc}") from exc
+                raise StoreError(f"{self.path}: {exc}{_diagnose(self.path)}") from exc
             raise
         return conn
 
@@ -171,7 +184,7 @@ class SQLiteStore:
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one IMMEDIATE transaction, retrying while the database is locked."""
         self._check_pid()
-        deadline = time.monotonic() + _BUSY_GIVE_UP
+        deadline = time.monotonic() + self._busy_give_up
         delay = 0.005
         while True:
             with self._lock:
@@ -390,10 +403,29 @@ class SQLiteStore:
                f"RETURNING {_WF_COLUMNS}")
 
         def tx(conn: sqlite3.Connection) -> Claimed | None:
-            row = conn.execute(sql, params).fetchone()
-            return None if row is None else self._claimed(row, owner)
+            for _ in range(100):   # skip (and fail) rows that cannot even be read
+                row = conn.execute(sql, params).fetchone()
+                if row is None:
+                    return None
+                claimed = self._readable(conn, row, owner)
+                if claimed is not None:
+                    return claimed
+            return None
 
         return self._write(tx)
+
+    def _readable(self, conn: sqlite3.Connection, row: sqlite3.Row, owner: str) -> Claimed | None:
+        """The claimed row, or None after failing a row that cannot be read (bad bytes...):
+        a poison row must end failed, not stay at the head of its queue."""
+        try:
+            if isinstance(row["state"], _BadText):
+                raise ValueError("state is not valid UTF-8 text")
+            return self._claimed(row, owner)
+        except Exception as exc:
+            conn.execute("UPDATE jobs SET status='failed', error=?, lease_owner=NULL, "
+                         "lease_expires=NULL, updated_at=? WHERE id=?",
+                         (f"unreadable row: {exc}", _now_iso(), row["id"]))
+            return None
 
     def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
         now = time.time()
@@ -403,7 +435,7 @@ class SQLiteStore:
 
         def tx(conn: sqlite3.Connection) -> Claimed | None:
             row = conn.execute(sql, params).fetchone()
-            return None if row is None else self._claimed(row, owner)
+            return None if row is None else self._readable(conn, row, owner)
 
         return self._write(tx)
 
@@ -731,6 +763,17 @@ class SQLiteStore:
 
     def integrity_check(self) -> str:
         return str(self._read("PRAGMA integrity_check")[0][0])
+
+
+def _diagnose(path: str) -> str:
+    """A hint for SQLite's bare "unable to open database file"."""
+    if os.path.isdir(path):
+        return " (the path is a directory, not a database file)"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.access(directory, os.W_OK):
+        return (f" (the directory {directory} is read-only or not writable: WAL mode needs to "
+                "create the -wal and -shm files beside the database)")
+    return ""
 
 
 def _owner_pid(owner: str | None) -> int | None:
