@@ -35,6 +35,7 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.
 TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wakes at once
 IDLE_TICK = 1.0     # on a signal, a worker's output, a child's death or a database write
 DB_WAKE_GAP = 0.1   # under load, database writes wake the loop at most this often
+LOOP_BUSY_GIVE_UP = 0.5
 MAX_SLOTS = 512
 FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
 MAX_RESTART_DELAY = 30.0
@@ -88,6 +89,7 @@ class Supervisor:
         self.free_slots = list(range(MAX_SLOTS - 1, -1, -1))
         self.signals: list[int] = []
         self.stopping = False
+        self.running = False
         self.booted = False      # a worker has started once: later boot failures are transient
         self.exit_code = 0
         self.store: SQLiteStore | None = None
@@ -98,7 +100,11 @@ class Supervisor:
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
-        return SQLiteStore(self.config.database, synchronous=self.config.synchronous)
+        # Once running, the main loop must not sit in a locked database: a write gives up
+        # quickly (logged as store.error) and is tried again on a later tick.
+        give_up = LOOP_BUSY_GIVE_UP if self.running else 10.0
+        return SQLiteStore(self.config.database, synchronous=self.config.synchronous,
+                           busy_timeout=min(give_up, 5.0), busy_give_up=give_up)
 
     @property
     def db(self) -> SQLiteStore:
@@ -151,6 +157,8 @@ class Supervisor:
     # -- the main loop -----------------------------------------------------------------------------
     def run(self) -> int:
         self.setup()
+        self.running = True
+        self.close_store()   # reopened with the main loop's short busy wait
         self.log.info("supervisor.started", database=str(self.config.database),
                       app=self.config.app, queues=sorted(self.pools),
                       workers=sum(p.spec.workers for p in self.pools.values()))
