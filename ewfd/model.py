@@ -181,6 +181,7 @@ class Claimed:
     state_json: str
     steps_known: bool       # False for a row inserted by SQL, whose steps come from the template
     cancel_requested: bool = False
+    problem: str | None = None      # the row could not be read as a workflow: reject it
 
 
 @dataclass(frozen=True)

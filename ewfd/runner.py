@@ -158,6 +158,8 @@ class Run:
         return Outcome(self.wf, rejected=True)
 
     def _validate(self) -> WorkflowTemplate | str:
+        if self.claimed.problem is not None:
+            return f"invalid row: {self.claimed.problem}"
         tmpl = self.registry.templates.get(self.wf.name)
         if tmpl is None:
             return f"unknown workflow {self.wf.name!r}: no template of that name is registered"

@@ -53,6 +53,10 @@ class _BadText(str):
     """Text read from a column that is not valid UTF-8 (an outside program wrote bytes)."""
 
 
+def _bad_text(exc: sqlite3.OperationalError) -> bool:
+    return "decode" in str(exc).lower()
+
+
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -115,7 +119,6 @@ class SQLiteStore:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=self._busy_timeout, cached_statements=256)
             conn.row_factory = sqlite3.Row
-            conn.text_factory = _text   # a row with bytes that are not UTF-8 must not wedge a claim
             self._check_version(conn)   # before anything writes to a file we may not own
             if not memory and not self._readonly:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -177,9 +180,23 @@ class SQLiteStore:
         self._check_pid()
         with self._lock:
             try:
-                return self._conn.execute(sql, params).fetchall()
+                try:
+                    return self._conn.execute(sql, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if not _bad_text(exc):
+                        raise
+                    return self._lenient(lambda: self._conn.execute(sql, params).fetchall())
             except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
                 raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _lenient(self, query: Callable[[], T]) -> T:
+        """Run a query again reading text that is not UTF-8 (written by an outside program):
+        the fast default decoder stays on every other path."""
+        self._conn.text_factory = _text
+        try:
+            return query()
+        finally:
+            self._conn.text_factory = str
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one IMMEDIATE transaction, retrying while the database is locked."""
@@ -233,23 +250,52 @@ class SQLiteStore:
         )
 
     def _claimed(self, row: sqlite3.Row, owner: str) -> Claimed:
-        lease = Lease(row["id"], row["token"], owner, row["attempt"], row["crashes"])
+        """The claimed row as objects. A row an outside program filled with what the schema
+        could not refuse (bad UTF-8, a BLOB...) comes back with ``problem`` set, naming the
+        column, so the worker rejects it (``job.rejected``) instead of crashing on it."""
+        problems: list[str] = []
+
+        def column(name: str, parse: Callable[[Any], Any], default: Any) -> Any:
+            value = row[name]
+            try:
+                if isinstance(value, _BadText):
+                    raise ValueError("not valid UTF-8 text")
+                return parse(value)
+            except Exception as exc:
+                problems.append(f"{name} {value!r:.60}: {exc}")
+                return default
+
+        def text(value: Any) -> str:
+            if not isinstance(value, str):
+                raise ValueError(f"expected text, got {type(value).__name__}")
+            return value
+
+        def step_index(value: Any) -> int:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError("expected an integer >= 0")
+            return value
+
+        def metadata(value: Any) -> dict[str, str]:
+            data = json.loads(text(value)) if value else {}
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            return {str(k): str(v) for k, v in data.items()}
+
+        now = utcnow()
         wf = Workflow(
-            uuid=row["uuid"], name=row["workflow"], status=WorkflowStatus.RUNNING,
-            current_step=row["current_step"], created_at=parse_iso(row["created_at"]),
-            queue=row["queue"], display_name=row["display_name"] or "", error=None,
-            updated_at=parse_iso(row["updated_at"]))
+            uuid=str(row["uuid"]), name=column("workflow", text, "?"),
+            status=WorkflowStatus.RUNNING, current_step=column("current_step", step_index, 0),
+            created_at=column("created_at", parse_iso, now),
+            queue=row["queue"], display_name=str(row["display_name"] or ""), error=None,
+            updated_at=column("updated_at", parse_iso, now),
+            metadata=column("metadata", metadata, {}))
         steps_known = row["steps"] is not None
         if steps_known:
-            wf.steps = self._steps(row["steps"])
-        try:
-            metadata = json.loads(row["metadata"]) if row["metadata"] else {}
-            wf.metadata = {str(k): str(v) for k, v in metadata.items()}
-        except (ValueError, AttributeError):
-            wf.metadata = {}
-        state = row["state"]
-        return Claimed(lease, wf, state if isinstance(state, str) else json.dumps(state),
-                       steps_known, bool(row["cancel_requested"]))
+            wf.steps = column("steps", self._steps, [])
+        state = column("state", text, "{}")
+        lease = Lease(row["id"], row["token"], owner, row["attempt"], row["crashes"])
+        return Claimed(lease, wf, state, steps_known, bool(row["cancel_requested"]),
+                       "; ".join(problems) or None)
 
     # -- workflows ----------------------------------------------------------------------
     def create_workflow(self, wf: Workflow, state_json: str) -> Workflow:
@@ -403,29 +449,19 @@ class SQLiteStore:
                f"RETURNING {_WF_COLUMNS}")
 
         def tx(conn: sqlite3.Connection) -> Claimed | None:
-            for _ in range(100):   # skip (and fail) rows that cannot even be read
+            try:
                 row = conn.execute(sql, params).fetchone()
-                if row is None:
-                    return None
-                claimed = self._readable(conn, row, owner)
-                if claimed is not None:
-                    return claimed
-            return None
+            except sqlite3.OperationalError as exc:
+                if not _bad_text(exc):
+                    raise
+                # RETURNING runs the whole UPDATE first: the row is ours; read it leniently
+                row = self._lenient(lambda: conn.execute(
+                    f"SELECT {_WF_COLUMNS} FROM jobs WHERE status='running' AND "
+                    "lease_owner=:owner AND step_started_at=:now ORDER BY id DESC LIMIT 1",
+                    params).fetchone())
+            return None if row is None else self._claimed(row, owner)
 
         return self._write(tx)
-
-    def _readable(self, conn: sqlite3.Connection, row: sqlite3.Row, owner: str) -> Claimed | None:
-        """The claimed row, or None after failing a row that cannot be read (bad bytes...):
-        a poison row must end failed, not stay at the head of its queue."""
-        try:
-            if isinstance(row["state"], _BadText):
-                raise ValueError("state is not valid UTF-8 text")
-            return self._claimed(row, owner)
-        except Exception as exc:
-            conn.execute("UPDATE jobs SET status='failed', error=?, lease_owner=NULL, "
-                         "lease_expires=NULL, updated_at=? WHERE id=?",
-                         (f"unreadable row: {exc}", _now_iso(), row["id"]))
-            return None
 
     def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
         now = time.time()
@@ -435,7 +471,7 @@ class SQLiteStore:
 
         def tx(conn: sqlite3.Connection) -> Claimed | None:
             row = conn.execute(sql, params).fetchone()
-            return None if row is None else self._readable(conn, row, owner)
+            return None if row is None else self._claimed(row, owner)
 
         return self._write(tx)
 
