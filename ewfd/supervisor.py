@@ -182,7 +182,7 @@ class Supervisor:
                 systemd.watchdog()
             self.spawn_missing()
             busy = any(self.board.read(w.slot).state == RUNNING for w in self.workers.values())
-            if time.monotonic() - self._db_woke < 0.05:
+            if not busy and time.monotonic() - self._db_woke < 0.05:
                 self.wait(0.005)   # a -wal write comes just before its commit is visible
             else:
                 self.wait(TICK if busy else IDLE_TICK)
