@@ -53,6 +53,13 @@ class _BadText(str):
     """Text read from a column that is not valid UTF-8 (an outside program wrote bytes)."""
 
 
+def _lenient_ts(value: Any) -> datetime:
+    try:
+        return parse_iso(value)
+    except (ValueError, TypeError, AttributeError):
+        return datetime.fromtimestamp(0, UTC)
+
+
 def _bad_text(exc: sqlite3.OperationalError) -> bool:
     return "decode" in str(exc).lower()
 
@@ -232,21 +239,30 @@ class SQLiteStore:
         return [Step.from_dict(d) for d in json.loads(text)]
 
     def _workflow(self, row: sqlite3.Row, *, typed: bool = True) -> Workflow:
+        """A stored row as a Workflow, for reading: a garbage row written by an outside
+        program (past the schema's checks) still lists, with defaults where it is unreadable,
+        so one bad row cannot hide all the others from ``ewfd ctl``."""
         try:
             state = codec.decode_state(row["state"]) if typed else codec.decode_raw(row["state"])
         except Exception:
             state = {}
         try:
             metadata = json.loads(row["metadata"]) if row["metadata"] else {}
-        except ValueError:
+        except (ValueError, TypeError):
             metadata = {}
+        try:
+            steps = self._steps(row["steps"])
+        except (ValueError, TypeError, KeyError):
+            steps = []
+        current = row["current_step"]
         return Workflow(
-            uuid=row["uuid"], name=row["workflow"], status=WorkflowStatus(row["status"]),
-            state=state if isinstance(state, dict) else {}, current_step=row["current_step"],
-            created_at=parse_iso(row["created_at"]), steps=self._steps(row["steps"]),
-            queue=row["queue"], display_name=row["display_name"] or "",
+            uuid=str(row["uuid"]), name=str(row["workflow"]), status=WorkflowStatus(row["status"]),
+            state=state if isinstance(state, dict) else {},
+            current_step=current if isinstance(current, int) else -1,
+            created_at=_lenient_ts(row["created_at"]), steps=steps,
+            queue=row["queue"], display_name=str(row["display_name"] or ""),
             metadata=metadata if isinstance(metadata, dict) else {}, error=row["error"],
-            updated_at=parse_iso(row["updated_at"]),
+            updated_at=_lenient_ts(row["updated_at"]),
         )
 
     def _claimed(self, row: sqlite3.Row, owner: str) -> Claimed:
