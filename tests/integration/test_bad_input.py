@@ -560,10 +560,6 @@ def test_ctl_on_a_bad_database(tmp_path: Path, ctl: None, content: bytes | None)
 
 
 
-_CTL_BUG = ("bug: one such row breaks `ewfd ctl workflows` and `show` for every row with a "
-            "traceback ({}): the operator cannot even see the bad row")
-
-
 @pytest.mark.parametrize("columns", [
     pytest.param({"created_at": "'yesterday'"}, id="created_at text"),
     pytest.param({"current_step": "'x'"}, id="current_step text"),
