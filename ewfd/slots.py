@@ -17,7 +17,9 @@ from dataclasses import dataclass
 IDLE, RUNNING, STOPPING, STARTING = 0, 1, 2, 3
 STATE_NAMES = {IDLE: "idle", RUNNING: "running", STOPPING: "stopping", STARTING: "starting"}
 
-# state, tasks done, heartbeat (epoch), step deadline (epoch, 0 = none), uuid, step name
+# state, tasks done, heartbeat, step deadline (0 = none), changed at, uuid, step name; times
+# are time.monotonic(): CLOCK_MONOTONIC is one clock for every process on Linux, and a
+# wall-clock adjustment must not kill a step for its timeout
 _FORMAT = struct.Struct("<iiddd36s64s")
 
 
@@ -52,8 +54,8 @@ class Scoreboard:
         return SlotView(state, tasks, beat, deadline, started, text_uuid, text_step)
 
     def reset(self, index: int) -> None:
-        _FORMAT.pack_into(self._map, index * _FORMAT.size, STARTING, 0, time.time(), 0.0,
-                          time.time(), b"", b"")
+        _FORMAT.pack_into(self._map, index * _FORMAT.size, STARTING, 0, time.monotonic(), 0.0,
+                          time.monotonic(), b"", b"")
 
 
 class Slot:
@@ -65,15 +67,15 @@ class Slot:
         self.tasks = 0
 
     def _write(self, state: int, deadline: float, uuid: str | None, step: str | None) -> None:
-        now = time.time()
+        now = time.monotonic()
         _FORMAT.pack_into(self._buf, self._off, state, self.tasks, now, deadline, now,
                           (uuid or "").encode()[:36], (step or "").encode()[:64])
 
     def idle(self) -> None:
         self._write(IDLE, 0.0, None, None)
 
-    def running(self, uuid: str, step: str | None, deadline_epoch: float = 0.0) -> None:
-        self._write(RUNNING, deadline_epoch, uuid, step)
+    def running(self, uuid: str, step: str | None, deadline: float = 0.0) -> None:
+        self._write(RUNNING, deadline, uuid, step)
 
     def stopping(self) -> None:
         self._write(STOPPING, 0.0, None, None)

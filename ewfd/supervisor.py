@@ -395,6 +395,9 @@ class Supervisor:
             self.keep_leases()
             if self.every("reclaim", 1.0):
                 self.release_dead_owners("worker died")
+                # Renew our live workers' leases first: after a full disk or a long lock their
+                # renewals failed, and the sweep must not take back leases of running steps.
+                self.renew_leases()
                 self._interrupted(self.db.interrupt(expired=True, reason="lease expired"))
                 for uuid, error in self.db.reject_unknown_queues():
                     self.log.error("job.rejected", workflow_uuid=uuid, error=error)
@@ -456,7 +459,7 @@ class Supervisor:
             self.db.renew_leases(owners, lease)
 
     def check_timeouts(self) -> None:
-        now = time.time()
+        now = time.monotonic()
         for proc in self.workers.values():
             view = self.board.read(proc.slot)
             if view.state != STARTING:

@@ -62,8 +62,7 @@ class Worker:
 
     def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
         if self.slot is not None:
-            epoch = time.time() + (deadline - time.monotonic()) if deadline else 0.0
-            self.slot.running(wf.uuid, wf.steps[index].name, epoch)
+            self.slot.running(wf.uuid, wf.steps[index].name, deadline or 0.0)
 
     def run_once(self) -> runner.Outcome | None:
         """Claim and run one due workflow; None when there was nothing to claim."""
