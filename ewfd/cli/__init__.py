@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .ctl import ctl
 from .run import run
 
 
@@ -20,10 +21,4 @@ def main() -> None:
 
 
 main.add_command(run)
-
-try:
-    from .ctl import ctl  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - ctl is optional while it is being built
-    pass
-else:
-    main.add_command(ctl)
+main.add_command(ctl)
