@@ -117,7 +117,3 @@ def decode_state(text: str | None) -> dict[str, Any]:
 def decode_raw(text: str | None) -> Any:
     """Plain JSON decode, no classes rebuilt (for tools that must not import app code)."""
     return None if text is None else json.loads(text)
-
-
-def encode_plain(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
