@@ -147,8 +147,14 @@ def enqueue(store: Store, name: str, *, queue: str = "default",
             metadata: Mapping[str, str] | None = None,
             max_state_size: int = DEFAULT_MAX_STATE_SIZE) -> str:
     """Store a pending workflow with the template's stored steps; returns its uuid."""
+    wf = Workflow(uuid=str(uuid_mod.uuid4()), name=name, queue=queue,
+                  display_name=display_name, metadata=dict(metadata or {}))
     try:
-        steps = [Step.from_dict(d) for d in store.load_template(name)]
+        wf.check_text()
+    except ValueError as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    try:
+        wf.steps = [Step.from_dict(d) for d in store.load_template(name)]
     except TemplateNotFound:
         known = sorted(store.load_templates())
         hint = (f"known: {', '.join(known)}" if known
@@ -162,8 +168,6 @@ def enqueue(store: Store, name: str, *, queue: str = "default",
         state_json = codec.encode_state(dict(state or {}), max_state_size)
     except StateError as exc:
         raise CtlError(f"--state: {exc}", EXIT_USAGE) from None
-    wf = Workflow(uuid=str(uuid_mod.uuid4()), name=name, steps=steps, queue=queue,
-                  display_name=display_name, metadata=dict(metadata or {}))
     store.create_workflow(wf, state_json)
     return wf.uuid
 

@@ -66,6 +66,7 @@ class Engine:
         """Register a step function ``fn(ctx, state)`` (sync or ``async def``) under ``name``."""
         if not callable(fn):
             raise TypeError(f"activity {name!r}: expected a callable, got {fn!r}")
+        codec.check_text(name, "activity name")
         self._activities[name] = fn
 
     def activity(self, name: str | None = None) -> Callable[[F], F]:
@@ -79,6 +80,7 @@ class Engine:
 
     def register_template(self, name: str, template: WorkflowTemplate) -> None:
         """Register a template and store its steps (not its hooks, which are code)."""
+        codec.check_text(name, "template name")
         self._templates[name] = template
         if not self._owns_default_store:
             self._store.save_template(name, [s.to_dict() for s in template.steps])
@@ -112,14 +114,17 @@ class Engine:
             if step.name not in self._activities:
                 raise ActivityNotFound(f"template {name!r}: activity {step.name!r} "
                                        "is not registered")
-        return Workflow(uuid=uuid or str(uuid_mod.uuid4()), name=name, state=dict(state or {}),
-                        steps=list(template.steps), queue=queue, display_name=display_name,
-                        metadata={str(k): str(v) for k, v in (metadata or {}).items()})
+        wf = Workflow(uuid=uuid or str(uuid_mod.uuid4()), name=name, state=dict(state or {}),
+                      steps=list(template.steps), queue=queue, display_name=display_name,
+                      metadata={str(k): str(v) for k, v in (metadata or {}).items()})
+        wf.check_text()
+        return wf
 
     def run(self, wf: Workflow, *, background: bool = False) -> Any:
         """Run ``wf``: synchronously (returns the final Workflow, raises WorkflowFailed) or,
         with ``background=True``, in a thread (returns a Future). A queued workflow is only
         stored as pending and returned at once: workers run it."""
+        wf.check_text()
         encoded = codec.encode_state(wf.state, self.max_state_size)
         try:   # already stored (a re-run of a pending workflow): run it as it is
             self._store.load_workflow(wf.uuid)

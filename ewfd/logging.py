@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from .codec import TEXT_ERRORS
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
@@ -39,7 +41,7 @@ class LineWriter:
             os.close(old)
 
     def write_line(self, line: str) -> None:
-        data = (line + "\n").encode("utf-8", "replace")
+        data = (line + "\n").encode("utf-8", TEXT_ERRORS)   # inside JSON: an exact escape
         try:
             while data:
                 written = os.write(self.fd, data)

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import backoff as backoff_mod
 from .backoff import Backoff
+from .codec import check_text
 
 State = dict[str, Any]
 
@@ -64,6 +65,7 @@ class Step:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("Step.name must be a non-empty string")
+        check_text(self.name, "step name")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"Step {self.name}: timeout must be > 0 seconds or None")
 
@@ -155,6 +157,14 @@ class Workflow:
     error: str | None = None
     updated_at: datetime | None = None
 
+    def check_text(self) -> None:
+        """Refuse names and labels that cannot be stored as text (state and metadata are
+        JSON: they are stored exactly, whatever their strings hold)."""
+        check_text(self.name, "workflow name")
+        if self.queue is not None:
+            check_text(self.queue, "queue")
+        check_text(self.display_name, "display_name")
+
     def copy(self) -> Workflow:
         return dataclasses.replace(self, state=dict(self.state), metadata=dict(self.metadata),
                                    steps=list(self.steps))
@@ -218,6 +228,7 @@ class QueueSpec:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a queue needs a name")
+        check_text(self.name, "queue name")
         if self.workers < 1:
             raise ValueError(f"queue {self.name}: workers must be >= 1")
         if self.poll_interval <= 0:

@@ -57,8 +57,9 @@ def fails_now(exc: BaseException | None) -> bool:
 
 
 def error_text(exc: BaseException) -> str:
+    """The exception's text as stored and logged: never empty, always writable."""
     text = str(exc)
-    return text if text else type(exc).__name__
+    return codec.safe_text(text) if text else type(exc).__name__
 
 
 def next_delay(step: Step, failed: int) -> float:
@@ -152,6 +153,7 @@ class Run:
 
     # -- the run -----------------------------------------------------------------------------
     def _reject(self, problem: str) -> Outcome:
+        problem = codec.safe_text(problem)
         self.log.error("job.rejected", error=problem)
         self._persist(self.store.release, self.lease, status=WorkflowStatus.FAILED, error=problem)
         self.wf.status, self.wf.error = WorkflowStatus.FAILED, problem

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import structlog
 
-from . import identity, runner, runtime, systemd
+from . import codec, identity, runner, runtime, systemd
 from .config import Config, QueueConfig
 from .engine import Engine
 from .errors import StoreError
@@ -240,7 +240,7 @@ class Supervisor:
         for line in lines:
             if line.strip():
                 self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
-                              output=line.decode("utf-8", "replace")[:4096])
+                              output=codec.safe_bytes(line)[:4096])
 
     # -- signals ---------------------------------------------------------------------------
     def handle_signals(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from . import identity, runner
+from . import codec, identity, runner
 from .engine import Engine
 from .errors import LeaseLost, StoreError
 from .model import QueueSpec, Workflow
@@ -166,6 +166,7 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(AttributeError, ValueError, OSError):
                     stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+                _escape_unencodable(stream)
         random.seed()
         stop = threading.Event()
         worker_ref: list[Worker] = []
@@ -205,6 +206,15 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             structlog.get_logger("ewfd").exception("worker.crashed", error=repr(exc))
         code = EXIT_CRASH
     _exit(code)
+
+
+def _escape_unencodable(stream: Any) -> None:
+    """A str UTF-8 cannot encode (a non-UTF-8 file name) is printed escaped, not raised into
+    the step. ``ewfd run`` set this before the fork already: changing it here can fail (a
+    stream opened on a file seeks first, and fd 1 is a pipe now)."""
+    if getattr(stream, "errors", codec.TEXT_ERRORS) != codec.TEXT_ERRORS:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors=codec.TEXT_ERRORS)
 
 
 def _exit(code: int) -> NoReturn:

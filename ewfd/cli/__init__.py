@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import click
 
-from .. import __version__
+from .. import __version__, codec
 from .ctl import ctl
 from .run import run
 
@@ -18,6 +21,11 @@ def main() -> None:
     ewfd run            start the supervisor and its worker pools (foreground)
     ewfd ctl ...        inspect and operate queues, workflows and workers
     """
+    # What is printed (a path, a state, a log line) may hold text UTF-8 cannot encode: it
+    # is escaped (the codec's rule), never a traceback; in JSON the escape reads back exact.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors=codec.TEXT_ERRORS)  # type: ignore[union-attr]
 
 
 main.add_command(run)

@@ -3,6 +3,7 @@ and the mapping of failures to one ``ewfd: ...`` line and the contract's exit co
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .. import control
+from .. import codec, control
 from ..config import parse_duration, parse_size
 from ..errors import EwfdError
 from ..store.base import Store
@@ -45,7 +46,13 @@ def failure(message: str, exit_code: int = control.EXIT_FAILED) -> Failure:
 
 
 class CtlGroup(click.Group):
-    """Turns the errors of :mod:`ewfd.control` and the store into :class:`Failure`."""
+    """Turns the errors of :mod:`ewfd.control` and the store into :class:`Failure`, and
+    refuses arguments that are not text before any command runs."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if cmd.callback is not None:
+            cmd.callback = _text_checked(cmd, cmd.callback)
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,6 +61,33 @@ class CtlGroup(click.Group):
             raise failure(str(exc), exc.exit_code) from None
         except EwfdError as exc:    # StoreError and friends: the database misbehaved
             raise Failure(str(exc)) from None
+
+
+def _text_checked(cmd: click.Command, callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` run only when every text argument can be stored as text (the codec's
+    rule): bytes that are not UTF-8 in a name, a uuid or a label are a usage error, not a
+    traceback from the database. Paths may be any bytes the file system allows; ``--state``
+    and ``--meta`` are stored as JSON, exactly."""
+    checked = [p for p in cmd.params if p.name not in _PATHS
+               and not isinstance(p.type, JsonObject | KeyValue)]
+
+    @functools.wraps(callback)
+    def run(**kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        for param in checked:
+            value = kwargs.get(param.name or "")
+            for text in value if isinstance(value, tuple) else (value,):
+                if isinstance(text, str):
+                    try:
+                        codec.check_text(text, param.get_error_hint(ctx))
+                    except ValueError as exc:
+                        raise UsageFailure(str(exc)) from None
+        return callback(**kwargs)
+
+    return run
+
+
+_PATHS = frozenset({"config_path", "db_path", "log_path"})
 
 
 def target_options(fn: F) -> F:
@@ -127,6 +161,9 @@ class JsonObject(_ParamType):
                     text = fh.read()
             except OSError as exc:
                 self.fail(f"cannot read {text[1:]}: {exc.strerror or exc}", param, ctx)
+            except UnicodeDecodeError as exc:
+                self.fail(f"{text[1:]} is not UTF-8 text: byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start}", param, ctx)
         try:
             data = json.loads(text)
         except ValueError as exc:

@@ -9,11 +9,12 @@ with ``@ewfd.state_type`` makes the codec write it as a *tagged* JSON object::
 and rebuild a ``Person`` from it whenever the state is loaded: by the next
 step, by a retry, by another process resuming after a crash, or by
 ``store.load_workflow``. Nested marked dataclasses (``Address`` here) are
-rebuilt too. Only classes carrying the mark are ever instantiated: a tag naming
-anything else stays a plain dict, so stored data cannot make the loader build
-arbitrary objects. The class must be importable under the name in its tag, so
-define state types at module level. An unmarked dataclass fails the step with
-an error naming its key.
+rebuilt too. A tag is looked up only among the classes ``@state_type``
+registered in the running process: stored data can never make the loader
+import a module or build any other object, and a tag naming anything else
+fails the workflow with an error naming the tag. So define state types at
+module level, in modules the app imports when it loads. An unmarked dataclass
+fails the step with an error naming its key.
 
 Run it with ``python -m ewfd.examples.typed_state``.
 """
