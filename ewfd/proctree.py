@@ -3,11 +3,12 @@
 Each forked worker leads a session (and so a process group) of its own, so
 the supervisor can kill a worker together with every process its steps
 started (``subprocess`` from any thread, shells, their children) with one
-``killpg``. A step's child that left the group (``start_new_session=True``, a
-daemon that double-forks) is found by walking the process table: the
-supervisor notes such escapees while the worker runs and kills them with it.
-The supervisor is also a child subreaper, so what a dead worker leaves behind
-is re-parented to it, not to init, and is killed when ``ewfd run`` stops.
+``killpg``. A step's child that left the group (``start_new_session=True``)
+is found by walking the process table: the supervisor notes such escapees
+while the worker runs and kills them with it. The supervisor is also a child
+subreaper, so an orphan in its tree (a daemon a step double-forked, what a
+dead worker leaves behind) is re-parented to it, not to init, and is killed
+when ``ewfd run`` stops.
 
 A session of its own also keeps the terminal's signals (Ctrl-C, Ctrl-Z, Ctrl-\\)
 away from workers and their steps: only the supervisor gets them.

@@ -43,7 +43,8 @@ def children(daemon: Daemon, uuid: str) -> list[psutil.Process]:
                 proc = psutil.Process(pid)
             except psutil.NoSuchProcess:
                 continue
-            daemon.registry.append(proc)
+            if all(p.pid != pid for p in daemon.registry):
+                daemon.registry.append(proc)
             found.append(proc)
     return found
 
@@ -66,7 +67,7 @@ def assert_all_gone(procs: list[psutil.Process], what: str, timeout: float = 10)
         raise AssertionError(f"{what}: still running (pid, ppid): {alive}") from None
 
 
-# -- B3: SystemExit and friends ---------------------------------------------------------------
+# -- SystemExit and friends ----------------------------------------------------------------------
 @pytest.mark.timeout(60)
 def test_a_step_raising_system_exit_fails_once_and_its_worker_lives_on(daemon: Daemon) -> None:
     start(daemon)
@@ -86,7 +87,7 @@ def test_a_step_raising_system_exit_fails_once_and_its_worker_lives_on(daemon: D
     assert daemon.stop() == 0
 
 
-# -- B4: a worker's process tree dies with it -------------------------------------------------
+# -- a worker's process tree dies with it ----------------------------------------------------
 @pytest.mark.timeout(90)
 def test_a_worker_killed_for_a_timeout_takes_its_children_with_it(daemon: Daemon) -> None:
     start(daemon, timeout_grace="1s")
@@ -203,7 +204,7 @@ def test_after_a_supervisor_kill_9_the_next_start_kills_what_its_steps_left(
     escaped.kill()
 
 
-# -- B5: the terminal's signals reach the supervisor only -------------------------------------
+# -- the terminal's signals reach the supervisor only -----------------------------------------
 def terminal(daemon: Daemon, signum: int) -> None:
     """What a terminal does on Ctrl-C / Ctrl-\\ / Ctrl-Z: signal the foreground group."""
     daemon.remember_descendants()
