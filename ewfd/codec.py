@@ -29,6 +29,7 @@ import json
 from datetime import date, datetime
 from typing import Any, TypeVar
 
+from . import interruptions
 from .errors import StateError
 
 TYPE_KEY = "__ewfd_type__"
@@ -187,6 +188,10 @@ def decode_state(text: str | None) -> dict[str, Any]:
         raise
     except (ValueError, TypeError) as exc:
         raise StateError(f"state is not valid JSON: {exc}") from exc
+    except BaseException as exc:   # a state type's own code raised (SystemExit, say)
+        if not interruptions.is_step_failure(exc):
+            raise
+        raise StateError(f"state could not be rebuilt: {type(exc).__name__}: {exc}") from exc
     if not isinstance(value, dict):
         raise StateError(f"state must be a JSON object, got {type(value).__name__}")
     return value

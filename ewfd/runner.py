@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-from . import backoff, codec, timeouts
+from . import backoff, codec, interruptions, timeouts
 from .context import StepContext
 from .errors import FailWorkflowNow, LeaseLost, StateError, StepTimeout, StoreError
 from .model import Attempt, Claimed, Lease, Step, Workflow, WorkflowStatus, WorkflowTemplate, utcnow
@@ -57,9 +57,12 @@ def fails_now(exc: BaseException | None) -> bool:
 
 
 def error_text(exc: BaseException) -> str:
-    """The exception's text as stored and logged: never empty, always writable."""
-    text = str(exc)
-    return codec.safe_text(text) if text else type(exc).__name__
+    """The exception's text, always writable (see codec); a ``SystemExit(2)`` or a bare
+    ``GeneratorExit`` also says which it was, since its text alone ("2", "") says nothing."""
+    text = codec.safe_text(str(exc))
+    if isinstance(exc, Exception | StepTimeout):
+        return text if text else type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def next_delay(step: Step, failed: int) -> float:
@@ -144,7 +147,9 @@ class Run:
             name = getattr(hook, "__qualname__", repr(hook))
             try:
                 hook(*args)
-            except Exception as exc:
+            except BaseException as exc:
+                if not interruptions.is_step_failure(exc):
+                    raise
                 self.log.warning("hook.failed", hook=kind, function=name, error=error_text(exc))
                 if raise_errors:
                     raise
@@ -185,7 +190,9 @@ class Run:
     def execute(self) -> Outcome:
         try:
             checked = self._validate()
-        except Exception as exc:   # whatever an outside program put in the row: reject it
+        except BaseException as exc:   # whatever an outside program put in the row: reject it
+            if not interruptions.is_step_failure(exc):   # (a state type's code may run here)
+                raise
             checked = f"invalid row: {error_text(exc)}"
         if isinstance(checked, str):
             return self._reject(checked)
@@ -254,7 +261,9 @@ class Run:
                 self._hooks("before_step", tmpl.before_step, self.wf, step, raise_errors=True)
                 timeouts.call(self.registry.activities[step.name], (ctx, state), step.timeout)
                 encoded = codec.encode_state(state, self.registry.max_state_size)
-            except (Exception, StepTimeout) as exc:
+            except BaseException as exc:   # SystemExit and the like too: the step's failure
+                if not interruptions.is_step_failure(exc):
+                    raise
                 error = exc
             if self.on_step is not None and deadline is not None:
                 self.on_step(self.wf, index, None)   # the save may wait on a busy disk: no kill
@@ -320,7 +329,8 @@ class Run:
 def execute(registry: Registry, store: Store, claimed: Claimed, log: Any, **kwargs: Any) -> Outcome:
     """Run a claimed workflow to its end or until it is handed back; LeaseLost propagates."""
     try:
-        return Run(registry, store, claimed, log, **kwargs).execute()
+        with interruptions.sigint_traced():
+            return Run(registry, store, claimed, log, **kwargs).execute()
     except LeaseLost:
         log.warning("lease.lost", workflow_uuid=claimed.workflow.uuid,
                     workflow=claimed.workflow.name, queue=claimed.workflow.queue)

@@ -15,13 +15,13 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psutil
 import structlog
 
-from . import codec, identity, runner, runtime, systemd
+from . import codec, identity, proctree, runner, runtime, systemd
 from .config import Config, QueueConfig
 from .engine import Engine
 from .errors import StoreError
@@ -31,7 +31,8 @@ from .store.sqlite import SQLiteStore
 from .store.wake import ChangeWaiter
 from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
 
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD,
+           signal.SIGQUIT, signal.SIGTSTP)
 TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wakes at once
 IDLE_TICK = 1.0     # on a signal, a worker's output, a child's death or a database write
 DB_WAKE_GAP = 0.1   # under load, database writes wake the loop at most this often
@@ -53,6 +54,7 @@ class WorkerProc:
     killed_for_timeout: str | None = None
     buffer: bytes = b""
     output_closed: bool = False     # it closed its stdout and stderr: stop selecting on them
+    escapees: dict[int, Any] = field(default_factory=dict)   # its steps' children, out of its group
 
 
 @dataclass
@@ -136,6 +138,8 @@ class Supervisor:
         self._db_woke = 0.0
         for sig in HANDLED:
             signal.signal(sig, self._on_signal)
+        proctree.become_subreaper()   # what a dead worker leaves comes to us, not to init
+        self.kill_leftovers()
         self.engine.bind(self.db, save_templates=True)
         self.store_config_queues()
         self.release_dead_owners("supervisor died")   # workers of a supervisor that was killed
@@ -156,6 +160,14 @@ class Supervisor:
 
     # -- the main loop -----------------------------------------------------------------------------
     def run(self) -> int:
+        """Serve until stopped. However that ends, nothing our workers' steps started
+        outlives us."""
+        try:
+            return self.serve()
+        finally:
+            self.kill_remaining()
+
+    def serve(self) -> int:
         self.setup()
         self.running = True
         self.close_store()   # reopened with the main loop's short busy wait
@@ -186,6 +198,7 @@ class Supervisor:
                 self.wait(0.005)   # a -wal write comes just before its commit is visible
             else:
                 self.wait(TICK if busy else IDLE_TICK)
+        self.kill_remaining()
         self.close_store()
         self.changes.close()
         with contextlib.suppress(OSError):
@@ -248,6 +261,10 @@ class Supervisor:
             signum = self.signals.pop(0)
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self.handle_stop(signum)
+            elif signum == signal.SIGQUIT:   # Ctrl-backslash: stop now (TERM, TERM)
+                self.handle_stop(signum, at_once=True)
+            elif signum == signal.SIGTSTP:
+                self.handle_tstp()
             elif signum == signal.SIGHUP:
                 self.handle_hup()
             elif signum == signal.SIGUSR1:
@@ -257,18 +274,31 @@ class Supervisor:
                         os.kill(pid, signal.SIGUSR1)
                 self.log.info("supervisor.log_reopened")
 
-    def handle_stop(self, signum: int) -> None:
-        if self.stopping:   # a second TERM/INT: do not wait any longer
+    def handle_stop(self, signum: int, at_once: bool = False) -> None:
+        if self.stopping or at_once:   # a second TERM/INT, or QUIT: do not wait any longer
             self.log.warning("supervisor.stopping", signal=signal_name(signum), forced=True)
             self.shutdown_deadline = 0.0
-            return
+            if self.stopping:
+                return
+        else:
+            self.shutdown_deadline = time.monotonic() + self.config.shutdown_timeout
+            self.log.info("supervisor.stopping", signal=signal_name(signum),
+                          shutdown_timeout=self.config.shutdown_timeout)
         self.stopping = True
-        self.shutdown_deadline = time.monotonic() + self.config.shutdown_timeout
         systemd.stopping()
-        self.log.info("supervisor.stopping", signal=signal_name(signum),
-                      shutdown_timeout=self.config.shutdown_timeout)
         for proc in self.workers.values():
             self.retire(proc, "shutdown")
+
+    def handle_tstp(self) -> None:
+        """Ctrl-Z: pause the whole daemon (workers and their steps' processes), then
+        ourselves; when continued (fg, SIGCONT), continue them."""
+        self.log.info("supervisor.suspended", workers=sorted(self.workers))
+        groups = list(self.workers)
+        proctree.signal_groups(groups, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)   # TSTP would be dropped in an orphaned group
+        proctree.signal_groups(groups, signal.SIGCONT)
+        proctree.wait_continued(groups, timeout=1.0)   # or renew_leases would skip them
+        self.log.info("supervisor.resumed")
 
     def handle_hup(self) -> None:
         if self.reload_config is None or self.stopping:
@@ -306,17 +336,20 @@ class Supervisor:
                     proc.retiring = "killed"
                     self.log.warning("worker.killed", worker_pid=proc.pid, queue=proc.queue,
                                      reason="shutdown_timeout")
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGKILL)
+                    self.kill(proc)
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid = proctree.next_exited()
             except ChildProcessError:
                 return
             if pid == 0:
                 return
-            dead = self.workers.pop(pid, None)
+            dead = self.workers.get(pid)
+            if dead is not None:   # still a zombie: its group id cannot have been reused
+                proctree.kill_tree(pid, dead.escapees.values())
+            _, status = os.waitpid(pid, 0)
             if dead is not None:
+                del self.workers[pid]
                 self.on_exit(dead, status)
 
     def on_exit(self, proc: WorkerProc, status: int) -> None:
@@ -388,10 +421,54 @@ class Supervisor:
             else:
                 self.log.warning("workflow.interrupted", crashes=item.crashes, **keys)
 
+    # -- process trees: nothing a step started outlives its worker ----------------------------
+    def kill(self, proc: WorkerProc) -> None:
+        """SIGKILL a worker with its process group and its steps' children outside it."""
+        self.note_escapees(always=True)
+        proctree.kill_tree(proc.pid, proc.escapees.values())
+
+    def note_escapees(self, always: bool = False) -> None:
+        """Remember the processes that left a worker's group while it runs (a step's
+        ``start_new_session=True`` child), to kill them with it even if it dies on its own.
+        One scan of the process table, only while a step runs (or before a kill)."""
+        if not always and not any(self.board.read(w.slot).state == RUNNING
+                                  for w in self.workers.values()):
+            return
+        found = proctree.escapees(os.getpid(), set(self.workers))
+        for proc in self.workers.values():
+            kept = {pid: p for pid, p in proc.escapees.items() if p.is_running()}
+            kept.update((p.pid, p) for p in found.get(proc.pid, []))
+            proc.escapees = kept
+
+    def kill_remaining(self) -> None:
+        """Kill whatever is left in our process tree (workers after an error; orphans their
+        steps left, re-parented to us as the subreaper) and reap it."""
+        killed = proctree.kill_descendants(os.getpid())
+        if killed:
+            self.log.warning("supervisor.orphans_killed", pids=killed)
+        proctree.reap_all(timeout=5.0)
+
+    def kill_leftovers(self) -> None:
+        """After a ``kill -9`` of the previous supervisor on this database its workers died
+        (PDEATHSIG), but what their steps started may still run in their sessions."""
+        prior = runtime.read(self.runtime_path)
+        if not prior or not identity.is_dead((prior.get("supervisor") or {}).get("identity")):
+            return
+        sessions = set()
+        for row in prior.get("workers") or []:
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                sessions.add(int(row["pid"]))
+        killed = proctree.kill_sessions(sessions)
+        if killed:
+            self.log.warning("supervisor.leftovers_killed", pids=killed,
+                             reason="left by the workers of a supervisor that was killed")
+
     # -- periodic duties -------------------------------------------------------------------------
     def duties(self) -> None:
         try:
             self.check_timeouts()
+            if self.every("escapees", 1.0):
+                self.note_escapees()
             self.keep_leases()
             if self.every("reclaim", 1.0):
                 self.release_dead_owners("worker died")
@@ -471,8 +548,7 @@ class Supervisor:
                 self.log.warning("worker.killed", worker_pid=proc.pid, queue=proc.queue,
                                  workflow_uuid=view.workflow_uuid, step=view.step,
                                  reason="step timeout")
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
+                self.kill(proc)
 
     def auto_delete(self) -> None:
         for name, pool in list(self.pools.items()):

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from . import codec, identity, runner
+from . import codec, identity, proctree, runner
 from .engine import Engine
 from .errors import LeaseLost, StoreError
 from .model import QueueSpec, Workflow
@@ -47,7 +47,8 @@ class Worker:
 
     def __init__(self, engine: Engine, store: Store, queue: QueueSpec, *,
                  stop: threading.Event | None = None, slot: Slot | None = None,
-                 max_tasks: int = 0, parent_pid: int | None = None) -> None:
+                 max_tasks: int = 0, parent_pid: int | None = None,
+                 own_process: bool = False) -> None:
         self.engine = engine
         self.store = store
         self.queue = queue
@@ -55,12 +56,26 @@ class Worker:
         self.slot = slot
         self.max_tasks = max_tasks
         self.parent_pid = parent_pid
+        self.own_process = own_process   # a daemon worker: every child process is a step's
+        self._deadline: float | None = None
         self.owner = identity.current()
         self.tasks = 0
         self.waiting = False
         self.log = structlog.get_logger("ewfd").bind(queue=queue.name)
 
     def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
+        """Called as an attempt starts (with its deadline) and, for a step with a timeout,
+        as it ends (with None)."""
+        overran = self._deadline is not None and time.monotonic() > self._deadline
+        self._deadline = deadline
+        if overran and deadline is None and self.own_process:
+            # The attempt is over; what it started (from a thread, say) must not run on and
+            # pile up with each retry. In a daemon worker every child is a step's.
+            killed = proctree.kill_descendants(os.getpid())
+            if killed:
+                self.log.warning("step.children_killed", workflow_uuid=wf.uuid,
+                                 step=wf.steps[index].name, pids=killed,
+                                 reason="the attempt overran its timeout")
         if self.slot is not None:
             self.slot.running(wf.uuid, wf.steps[index].name, deadline or 0.0)
 
@@ -144,6 +159,15 @@ def _set_pdeathsig() -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
 
 
+def _stdin_from_devnull() -> None:
+    """A step must not read (steal) the terminal's input: workers read from /dev/null."""
+    with contextlib.suppress(OSError):
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 0:
+            os.dup2(fd, 0)
+            os.close(fd)
+
+
 def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
                parent_pid: int, output_fd: int | None, close_fds: list[int],
                reopen_log: Any) -> NoReturn:
@@ -153,6 +177,8 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         _set_pdeathsig()
         if os.getppid() != parent_pid:   # the supervisor died before prctl took effect
             os._exit(EXIT_OK)
+        proctree.lead_own_session()   # the terminal's signals are the supervisor's alone
+        _stdin_from_devnull()
         signal.set_wakeup_fd(-1)
         for fd in close_fds:
             with contextlib.suppress(OSError):
@@ -193,7 +219,8 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             log.error("worker.boot_failed", error=str(exc))
             _exit(EXIT_BOOT)
         worker = Worker(engine, store, queue, stop=stop, slot=slot,
-                        max_tasks=queue.max_tasks_per_worker, parent_pid=parent_pid)
+                        max_tasks=queue.max_tasks_per_worker, parent_pid=parent_pid,
+                        own_process=True)
         worker_ref.append(worker)
         slot.idle()
         log.info("worker.started")

@@ -22,8 +22,9 @@ def run(config_path: str | None) -> None:
 
     It forks `workers` processes per queue, which claim workflows from the
     database and run them; logs are JSON lines on stdout or `log_file`.
-    Signals: TERM/INT stop gracefully, HUP reloads the config, USR1 reopens
-    the log file.
+    Signals: TERM/INT stop gracefully (a second one, or QUIT, stops at once),
+    TSTP (Ctrl-Z) pauses the daemon and its workers, HUP reloads the config,
+    USR1 reopens the log file.
     """
     try:
         config = load_config(config_path)
