@@ -323,11 +323,14 @@ class MemoryStore:
             return row.cancel_requested
 
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
-                attempt: Attempt | None = None, not_before: float = 0.0) -> None:
+                attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
         stored = None if attempt is None else _stored(attempt)
         with self._lock:
             row = self._fenced(lease)
-            row.status, row.error, row.not_before = WorkflowStatus(status), error, not_before
+            if status == _PENDING and row.cancel_requested:   # a cancel requested meanwhile
+                status, error = WorkflowStatus.CANCELLED, "cancelled"
+            row.status, row.error = WorkflowStatus(status), error
+            row.not_before = time.time() + retry_in if retry_in > 0 else 0.0
             row.lease_owner = row.lease_expires = None
             if attempt is not None and attempt.outcome == "failed":
                 row.attempt = attempt.attempt
@@ -336,6 +339,7 @@ class MemoryStore:
             if stored is not None:
                 self._history[row.id].append(stored)
             self._changed()
+            return row.status
 
     def held_by(self, owner: str) -> list[Claimed]:
         with self._lock:
@@ -388,7 +392,9 @@ class MemoryStore:
                     step, r.current_step, r.attempt + 1, started, now,
                     (now - started).total_seconds() * 1000, "interrupted", reason,
                     _owner_pid(r.lease_owner))))
-                if crash and crashes >= limit:
+                if r.cancel_requested:   # it was to stop at its next step boundary: now
+                    r.status, r.error = WorkflowStatus.CANCELLED, "cancelled"
+                elif crash and crashes >= limit:
                     r.status = WorkflowStatus.FAILED
                     r.error = f"step {step}: worker died {crashes} times (last: {reason})"
                 else:

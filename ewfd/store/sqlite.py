@@ -539,22 +539,30 @@ class SQLiteStore:
         return self._write(tx)
 
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
-                attempt: Attempt | None = None, not_before: float = 0.0) -> None:
+                attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
         sets = ("status=:status, error=:error, not_before=:not_before, lease_owner=NULL, "
                 "lease_expires=NULL")
-        params: dict[str, Any] = {"status": str(status), "error": error, "not_before": not_before}
+        params: dict[str, Any] = {"status": str(status), "error": error,
+                                  "not_before": time.time() + retry_in if retry_in > 0 else 0.0}
         if attempt is not None and attempt.outcome == "failed":
             sets += ", attempt=:attempt"
             params["attempt"] = attempt.attempt
-        if status == WorkflowStatus.PENDING:
+        if status == WorkflowStatus.PENDING:   # a cancel requested meanwhile wins
+            sets = sets.replace("status=:status, error=:error",
+                                "status=CASE WHEN cancel_requested THEN 'cancelled' ELSE "
+                                ":status END, error=CASE WHEN cancel_requested THEN "
+                                "'cancelled' ELSE :error END")
             sets += ", token=token+1"
 
-        def tx(conn: sqlite3.Connection) -> None:
-            self._fenced(conn, lease, sets, params)
+        def tx(conn: sqlite3.Connection) -> WorkflowStatus:
+            row = self._fenced(conn, lease, sets, params)
             if attempt is not None:
                 self._history(conn, lease.job_id, attempt)
+            if status == WorkflowStatus.PENDING and row[0]:
+                return WorkflowStatus.CANCELLED
+            return WorkflowStatus(status)
 
-        self._write(tx)
+        return self._write(tx)
 
     def held_by(self, owner: str) -> list[Claimed]:
         rows = self._read(f"SELECT {_WF_COLUMNS} FROM jobs WHERE status='running' AND "
@@ -600,7 +608,8 @@ class SQLiteStore:
             out = []
             rows = conn.execute(
                 "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
-                "j.attempt, j.step_started_at, j.lease_owner, q.max_crashes FROM jobs j "
+                "j.attempt, j.step_started_at, j.lease_owner, j.cancel_requested, "
+                "q.max_crashes FROM jobs j "
                 f"LEFT JOIN queues q ON q.name = j.queue WHERE j.status='running' AND {cond}",
                 params).fetchall()
             for r in rows:
@@ -612,9 +621,12 @@ class SQLiteStore:
                 self._history(conn, r["id"], Attempt(
                     step, r["current_step"], r["attempt"] + 1, started, now,
                     (now - started).total_seconds() * 1000, "interrupted", reason, pid))
-                if crash and crashes >= limit:
+                error: str | None
+                if r["cancel_requested"]:   # it was to stop at its next step boundary: now
+                    status, error = WorkflowStatus.CANCELLED, "cancelled"
+                elif crash and crashes >= limit:
                     status = WorkflowStatus.FAILED
-                    error: str | None = f"step {step}: worker died {crashes} times (last: {reason})"
+                    error = f"step {step}: worker died {crashes} times (last: {reason})"
                 else:
                     status, error = WorkflowStatus.PENDING, None
                 conn.execute(
