@@ -10,11 +10,12 @@ no ``/proc`` (not Linux), psutil's ``create_time()`` is the fallback.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 
 import psutil
+
+from .clock import boot_id
 
 
 def current() -> str:
@@ -25,16 +26,6 @@ def current() -> str:
 def of(pid: int) -> str:
     """The identity of a live process on this host (the supervisor names its workers so)."""
     return f"{socket.gethostname()}:{pid}:{_start(pid)}"
-
-
-@functools.cache
-def boot_id() -> str:
-    """This boot's id (Linux), or "" where the kernel does not say."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def _start(pid: int) -> str:

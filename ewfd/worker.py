@@ -18,7 +18,6 @@ import random
 import signal
 import sys
 import threading
-import time
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -124,9 +123,9 @@ class Worker:
         fallback = self.queue.poll_interval
         if getattr(self.store, "wakes_on_change", False):
             fallback = max(fallback, IDLE_FALLBACK)
-        due = self.store.next_due(self.queue.name)
-        if due is not None:
-            fallback = min(fallback, max(0.0, due - time.time()))
+        due_in = self.store.due_in(self.queue.name)
+        if due_in is not None:
+            fallback = min(fallback, max(0.0, due_in))
         return fallback
 
     def _idle_wait(self, seconds: float) -> None:

@@ -117,10 +117,11 @@ class Store(Protocol):
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
                 attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
         """End the lease: back to ``pending`` (a shutdown, or a retry wait longer than the poll
-        interval, due ``retry_in`` seconds from now) or to a final status, with an optional
-        history row. A failed attempt's row increments the stored attempt count. A workflow
-        whose cancel was requested meanwhile ends ``cancelled`` instead of going back to
-        pending (a cancel is honoured at every hand-back). Returns the status it now has."""
+        interval, due ``retry_in`` seconds from now on the host clock) or to a final status,
+        with an optional history row. A failed attempt's row increments the stored attempt
+        count. A workflow whose cancel was requested meanwhile ends ``cancelled`` instead of
+        going back to pending (a cancel is honoured at every hand-back). Returns the status
+        it now has."""
         ...
 
     def held_by(self, owner: str) -> list[Claimed]:
@@ -188,8 +189,10 @@ class Store(Protocol):
         ...
 
     # -- wake-up and housekeeping ----------------------------------------------
-    def next_due(self, queue: str) -> float | None:
-        """Epoch time the earliest pending workflow of the queue becomes due, if any."""
+    def due_in(self, queue: str) -> float | None:
+        """Seconds until the earliest pending workflow of the queue is due (<= 0: now), or
+        None when there is none. Due times are on the store's host clock (``ewfd.clock``),
+        which no wall-clock step moves."""
         ...
 
     def wait_for_change(self, timeout: float) -> None:
