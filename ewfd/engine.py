@@ -8,6 +8,7 @@ claim. An engine made without a store keeps workflows in memory only.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import uuid as uuid_mod
 from collections.abc import Callable, Iterator, Mapping
@@ -207,8 +208,9 @@ class Engine:
 
     def _lease_keeper(self) -> _LeaseKeeper:
         with self._lock:
-            if self._keeper is None:
-                self._keeper = _LeaseKeeper(self._store)
+            # After a fork the parent's keeper thread does not exist here: start our own.
+            if self._keeper is None or self._keeper.pid != os.getpid():
+                self._keeper = _LeaseKeeper(lambda: self._store)
             return self._keeper
 
     def close(self) -> None:
@@ -218,7 +220,7 @@ class Engine:
             keeper, self._keeper = self._keeper, None
         if executor is not None:
             executor.shutdown(wait=True)
-        if keeper is not None:
+        if keeper is not None and keeper.pid == os.getpid():
             keeper.stop()
         self._store.close()
 
@@ -229,8 +231,9 @@ class _LeaseKeeper:
     held, so they lapse only when the process is gone (or so stalled that this thread
     cannot run)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, store: Callable[[], Store]) -> None:
+        self._store = store   # the engine's store at each renewal (bind may replace it)
+        self.pid = os.getpid()
         self._held: dict[tuple[str, float], int] = {}   # (owner, lease) -> runs holding it
         self._cond = threading.Condition()
         self._stopped = False
@@ -270,7 +273,7 @@ class _LeaseKeeper:
                 by_lease.setdefault(lease, []).append(owner)
             for lease, owners in by_lease.items():
                 try:
-                    self._store.renew_leases(owners, lease)
+                    self._store().renew_leases(owners, lease)
                 except Exception as exc:   # renewal is retried next tick; never kill the thread
                     structlog.get_logger("ewfd").warning("lease.renew_failed", error=str(exc))
 

@@ -94,3 +94,33 @@ def test_the_lease_keeper_follows_the_shortest_lease_held(tmp_path: Path) -> Non
         assert engine._lease_keeper().interval() is None
     finally:
         engine.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_process_and_a_rebound_engine_keep_their_leases(tmp_path: Path) -> None:
+    """The daemon imports the app (whose engine may have run something already), forks, and
+    binds the engine to its database: the lease thread must run in the child, on the store
+    the engine now has."""
+    import multiprocessing
+
+    first = tmp_path / "first.db"
+    engine = Engine(store=SQLiteStore(first), lease=1.0)
+    with engine.leases_held("parent:1:1", 1.0):   # the parent's keeper thread exists
+        pass
+
+    def child() -> None:
+        store = SQLiteStore(tmp_path / "second.db")
+        engine.bind(store, save_templates=False)
+        wf = leaserunner.build(str(tmp_path / "second.db"), tmp_path).new_workflow("long")
+        store.create_workflow(wf, "{}")
+        claimed = store.claim_workflow(wf.uuid, "child:2:2", 1.0)
+        assert claimed is not None
+        with engine.leases_held("child:2:2", 1.0):
+            time.sleep(2.5)   # more than two leases: only renewals keep it
+            assert store.interrupt(expired=True, reason="lease expired") == []
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(WAIT)
+    assert proc.exitcode == 0
+    engine.close()
