@@ -1,7 +1,7 @@
 """Leases and retry waits are immune to wall-clock steps (issue 10, E10).
 
 The wall clock is stepped by monkeypatching ``time.time`` in this process (the
-daemon-level test, ``tests/e2e/test_clock_steps.py``, steps it for real processes).
+daemon-level test, ``tests/e2e/test_daemon_clock_steps.py``, steps it for real processes).
 A lease must not expire because the clock jumped forward (another process would take
 over a step that still runs), and a retry wait must not grow because it jumped back
 (a 4 s wait would last an hour), nor shrink because it jumped forward.
