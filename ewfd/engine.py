@@ -7,9 +7,11 @@ claim. An engine made without a store keeps workflows in memory only.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import uuid as uuid_mod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -156,12 +158,8 @@ class Engine:
             if wf.status == WorkflowStatus.FAILED:
                 raise WorkflowFailed(wf)
             return wf
-        keeper = self._lease_keeper()
-        keeper.hold(owner)
-        try:
+        with self.leases_held(owner, self.lease):
             outcome = runner.execute(self, self._store, claimed, self.log)
-        finally:
-            keeper.drop(owner)
         if outcome.workflow.status == WorkflowStatus.FAILED:
             raise WorkflowFailed(outcome.workflow) from outcome.error
         return outcome.workflow
@@ -201,10 +199,23 @@ class Engine:
         self._store.delete_queue(name)
 
     # -- lifecycle ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def leases_held(self, owner: str, lease: float) -> Iterator[None]:
+        """While inside, a thread renews every lease ``owner`` holds, every third of ``lease``
+        (what runs a workflow in-process keeps its lease alive; under ``ewfd run`` the
+        supervisor renews its workers' leases instead)."""
+        keeper = self._lease_keeper()
+        keeper.hold(owner, lease)
+        try:
+            yield
+        finally:
+            keeper.drop(owner, lease)
+
     def _lease_keeper(self) -> _LeaseKeeper:
         with self._lock:
-            if self._keeper is None:
-                self._keeper = _LeaseKeeper(self._store, self.lease)
+            # After a fork the parent's keeper thread does not exist here: start our own.
+            if self._keeper is None or self._keeper.pid != os.getpid():
+                self._keeper = _LeaseKeeper(lambda: self._store)
             return self._keeper
 
     def close(self) -> None:
@@ -214,43 +225,65 @@ class Engine:
             keeper, self._keeper = self._keeper, None
         if executor is not None:
             executor.shutdown(wait=True)
-        if keeper is not None:
+        if keeper is not None and keeper.pid == os.getpid():
             keeper.stop()
         self._store.close()
 
 
 class _LeaseKeeper:
-    """Renews the leases of workflows this process runs in-process, every third of a lease."""
+    """Renews the leases of the workflows this process runs in-process (``run``, background
+    runs, ``resume_workflows``, the in-process ``Worker``) every third of the shortest lease
+    held, so they lapse only when the process is gone (or so stalled that this thread
+    cannot run)."""
 
-    def __init__(self, store: Store, lease: float) -> None:
-        self._store = store
-        self._lease = lease
-        self._owners: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
+    def __init__(self, store: Callable[[], Store]) -> None:
+        self._store = store   # the engine's store at each renewal (bind may replace it)
+        self.pid = os.getpid()
+        self._held: dict[tuple[str, float], int] = {}   # (owner, lease) -> runs holding it
+        self._cond = threading.Condition()
+        self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="ewfd-lease", daemon=True)
         self._thread.start()
 
-    def hold(self, owner: str) -> None:
-        with self._lock:
-            self._owners[owner] = self._owners.get(owner, 0) + 1
+    def hold(self, owner: str, lease: float) -> None:
+        with self._cond:
+            self._held[(owner, lease)] = self._held.get((owner, lease), 0) + 1
+            self._cond.notify()   # a shorter lease than before: the next renewal comes sooner
 
-    def drop(self, owner: str) -> None:
-        with self._lock:
-            self._owners[owner] -= 1
-            if not self._owners[owner]:
-                del self._owners[owner]
+    def drop(self, owner: str, lease: float) -> None:
+        with self._cond:
+            self._held[(owner, lease)] -= 1
+            if not self._held[(owner, lease)]:
+                del self._held[(owner, lease)]
+
+    def interval(self) -> float | None:
+        """Seconds between renewals: a third of the shortest lease held; None when none is."""
+        with self._cond:
+            leases = [lease for _, lease in self._held]
+        return min(leases) / 3 if leases else None
 
     def _loop(self) -> None:
-        while not self._stopped.wait(self._lease / 3):
-            with self._lock:
-                owners = list(self._owners)
-            if owners:
+        while True:
+            with self._cond:
+                if self._stopped:
+                    return
+                self._cond.wait(self.interval())
+                if self._stopped:
+                    return
+                longest: dict[str, float] = {}
+                for owner, lease in self._held:
+                    longest[owner] = max(lease, longest.get(owner, 0.0))
+            by_lease: dict[float, list[str]] = {}
+            for owner, lease in longest.items():
+                by_lease.setdefault(lease, []).append(owner)
+            for lease, owners in by_lease.items():
                 try:
-                    self._store.renew_leases(owners, self._lease)
+                    self._store().renew_leases(owners, lease)
                 except Exception as exc:   # renewal is retried next tick; never kill the thread
                     structlog.get_logger("ewfd").warning("lease.renew_failed", error=str(exc))
 
     def stop(self) -> None:
-        self._stopped.set()
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
         self._thread.join()

@@ -103,8 +103,10 @@ def record_killed(registry: Registry, store: Store, claimed: Claimed, why: str, 
         log.error("workflow.failed", error=f"step {step.name}: {text}", **keys)
         return WorkflowStatus.FAILED
     log.info("step.retrying", retry_in=delay, **keys)
-    store.release(lease, status=WorkflowStatus.PENDING, attempt=row, not_before=time.time() + delay)
-    return WorkflowStatus.PENDING
+    status = store.release(lease, status=WorkflowStatus.PENDING, attempt=row, retry_in=delay)
+    if status == WorkflowStatus.CANCELLED:   # cancelled while the step ran
+        log.info("workflow.cancelled", **keys)
+    return status
 
 
 class Run:
@@ -232,10 +234,14 @@ class Run:
             self.log.error("workflow.failed", duration_ms=duration, error=outcome.workflow.error)
         self._hooks("after_workflow", tmpl.after_workflow, self.wf, outcome.error)
 
-    def _hand_back(self, attempt: Attempt | None = None, not_before: float = 0.0) -> Outcome:
-        self._persist(self.store.release, self.lease, status=WorkflowStatus.PENDING,
-                      attempt=attempt, not_before=not_before)
-        self.wf.status = WorkflowStatus.PENDING
+    def _hand_back(self, attempt: Attempt | None = None, retry_in: float = 0.0) -> Outcome:
+        """Back to pending (a shutdown, a long retry wait), or cancelled if that was asked
+        for meanwhile: the store decides in the same transaction, so no cancel waits."""
+        status = self._persist(self.store.release, self.lease, status=WorkflowStatus.PENDING,
+                               attempt=attempt, retry_in=retry_in)
+        self.wf.status = status
+        if status == WorkflowStatus.CANCELLED:
+            self.wf.error = "cancelled"
         return Outcome(self.wf)
 
     def _run_step(self, tmpl: WorkflowTemplate, index: int, step: Step, saved: str,
@@ -291,7 +297,7 @@ class Run:
                 return self._fail(step, row, error)
             log.info("step.retrying", attempt=attempt_no, retry_in=delay)
             if self.requeue_after is not None and delay > self.requeue_after:
-                return self._hand_back(row, time.time() + delay)
+                return self._hand_back(row, delay)
             if self._persist(self.store.record_attempt, self.lease, attempt=row):
                 return self._cancelled()
             if self._wait(delay):

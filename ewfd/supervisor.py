@@ -418,6 +418,8 @@ class Supervisor:
                     "step": item.step}
             if item.status == WorkflowStatus.FAILED:
                 self.log.error("workflow.failed", error=item.error, **keys)
+            elif item.status == WorkflowStatus.CANCELLED:
+                self.log.info("workflow.cancelled", **keys)
             else:
                 self.log.warning("workflow.interrupted", crashes=item.crashes, **keys)
 

@@ -1,10 +1,14 @@
 """Per-attempt timeouts for sync and async steps.
 
-A sync step in a process's main thread is interrupted with SIGALRM, whose
-handler raises :class:`StepTimeout` inside the step (PEP 475 does not retry a
-``sleep`` or socket read whose handler raised). Off the main thread nothing can
-interrupt a Python call safely, so the overrun is detected when the step
-returns. An async step is cancelled by ``asyncio.wait_for``.
+A step in a process's main thread is interrupted with SIGALRM, whose handler
+raises :class:`StepTimeout` inside it (PEP 475 does not retry a ``sleep`` or
+socket read whose handler raised); an async step is cancelled by
+``asyncio.wait_for`` as well, and the alarm also covers one that blocks its
+event loop. Off the main thread nothing can interrupt a Python call safely, so
+the overrun is detected when the step returns. Whatever happened inside, an
+attempt that took longer than its timeout never counts as a success: a step
+that swallowed ``StepTimeout``, or async code that blocked its loop, still
+fails with ``timed out after``.
 """
 
 from __future__ import annotations
@@ -29,35 +33,29 @@ def can_interrupt() -> bool:
     return threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
 
 
-_ASYNC: dict[Callable[..., Any], bool] = {}
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    """``inspect.iscoroutinefunction``, remembered: it is asked before every attempt."""
-    try:
-        return _ASYNC[fn]
-    except KeyError:
-        result = _ASYNC[fn] = inspect.iscoroutinefunction(fn)
-        return result
-    except TypeError:   # an unhashable callable
-        return inspect.iscoroutinefunction(fn)
-
-
 def call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> Any:
     """Call ``fn(*args)`` (sync or async) and raise StepTimeout when it overruns ``timeout``."""
-    if _is_async(fn):
-        return _run_async(fn(*args), timeout)
     if timeout is None:
-        result = fn(*args)
-    elif can_interrupt():
-        result = _call_with_alarm(fn, args, timeout)
+        return _call(fn, args, None)
+    start = time.monotonic()
+    interrupted = can_interrupt()
+    if interrupted:
+        result = _call_with_alarm(_call, (fn, args, timeout, start), timeout)
     else:
-        start = time.monotonic()
-        result = fn(*args)
-        if time.monotonic() - start > timeout:
-            raise StepTimeout(_message(timeout) + " (detected on return: not in the main thread)")
+        result = _call(fn, args, timeout, start)
+    if time.monotonic() - start > timeout:   # finished, but too late: never a success
+        where = "the step caught the interruption" if interrupted else "not in the main thread"
+        raise StepTimeout(f"{_message(timeout)} (detected on return: {where})")
+    return result
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
+          start: float = 0.0) -> Any:
+    """Run a sync step, or an async one (or a sync one returning an awaitable) to its end;
+    the coroutine gets what is left of the ``timeout`` that began at ``start``."""
+    result = fn(*args)
     if inspect.isawaitable(result):
-        return _run_async(result, timeout)
+        return _run_async(result, timeout, start)
     return result
 
 
@@ -78,13 +76,21 @@ def _call_with_alarm(fn: Callable[..., Any], args: tuple[Any, ...], timeout: flo
             signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
-def _run_async(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+def _run_async(awaitable: Awaitable[Any], timeout: float | None, start: float) -> Any:
+    """Run ``awaitable`` in a new event loop, cancelled ``timeout`` seconds after ``start``."""
     import asyncio  # only async steps pay for importing it
+
+    left = None if timeout is None else start + timeout - time.monotonic()
+    if left is not None and left <= 0:   # the sync part used the whole budget
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()   # never awaited: close it, or Python warns about it
+        raise StepTimeout(_message(timeout or 0.0))
 
     async def runner() -> Any:
         try:
-            return await asyncio.wait_for(awaitable, timeout)
+            return await asyncio.wait_for(awaitable, left)
         except TimeoutError:
-            raise StepTimeout(_message(timeout or 0)) from None
+            raise StepTimeout(_message(timeout or 0.0)) from None
 
     return asyncio.run(runner())

@@ -86,9 +86,15 @@ class Worker:
             return None
         if self.slot is not None:
             self.slot.running(claimed.workflow.uuid, None)
+        # Under ewfd run the supervisor renews the lease (it sees the slot RUNNING); in-process
+        # nobody else knows we run it: the engine's lease thread must.
+        held = (self.engine.leases_held(self.owner, self.queue.lease) if self.slot is None
+                else contextlib.nullcontext())
         try:
-            return runner.execute(self.engine, self.store, claimed, self.log, stop=self.stop,
-                                  requeue_after=self.queue.poll_interval, on_step=self._on_step)
+            with held:
+                return runner.execute(self.engine, self.store, claimed, self.log,
+                                      stop=self.stop, requeue_after=self.queue.poll_interval,
+                                      on_step=self._on_step)
         except LeaseLost:
             return None
         finally:
@@ -133,9 +139,9 @@ class Worker:
         fallback = self.queue.poll_interval
         if getattr(self.store, "wakes_on_change", False):
             fallback = max(fallback, IDLE_FALLBACK)
-        due = self.store.next_due(self.queue.name)
-        if due is not None:
-            fallback = min(fallback, max(0.0, due - time.time()))
+        due_in = self.store.due_in(self.queue.name)
+        if due_in is not None:
+            fallback = min(fallback, max(0.0, due_in))
         return fallback
 
     def _idle_wait(self, seconds: float) -> None:

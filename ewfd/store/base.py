@@ -27,7 +27,8 @@ class Interrupted:
     queue: str | None
     step: str
     crashes: int
-    status: WorkflowStatus      # pending (will run again) or failed (max_crashes reached)
+    status: WorkflowStatus      # pending (will run again), failed (max_crashes reached)
+    #                             or cancelled (a cancel was requested while it ran)
     error: str | None
 
 
@@ -114,10 +115,13 @@ class Store(Protocol):
         ...
 
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
-                attempt: Attempt | None = None, not_before: float = 0.0) -> None:
+                attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
         """End the lease: back to ``pending`` (a shutdown, or a retry wait longer than the poll
-        interval, due at epoch ``not_before``) or to a final status, with an optional history
-        row. A failed attempt's row increments the stored attempt count."""
+        interval, due ``retry_in`` seconds from now on the host clock) or to a final status,
+        with an optional history row. A failed attempt's row increments the stored attempt
+        count. A workflow whose cancel was requested meanwhile ends ``cancelled`` instead of
+        going back to pending (a cancel is honoured at every hand-back). Returns the status
+        it now has."""
         ...
 
     def held_by(self, owner: str) -> list[Claimed]:
@@ -136,7 +140,8 @@ class Store(Protocol):
                   reason: str = "worker died", crash: bool = True) -> list[Interrupted]:
         """Take workflows back from a dead worker (``owner``) or from expired leases
         (``expired``): each gets an ``interrupted`` history row and goes back to pending,
-        or ends failed once its queue's ``max_crashes`` is reached. ``crash=False`` (a worker
+        or ends failed once its queue's ``max_crashes`` is reached, or ends cancelled when
+        a cancel was requested while it ran. ``crash=False`` (a worker
         killed by a graceful shutdown running out of time) counts toward nothing. The token
         moves on, so the old owner's writes are fenced off."""
         ...
@@ -184,8 +189,10 @@ class Store(Protocol):
         ...
 
     # -- wake-up and housekeeping ----------------------------------------------
-    def next_due(self, queue: str) -> float | None:
-        """Epoch time the earliest pending workflow of the queue becomes due, if any."""
+    def due_in(self, queue: str) -> float | None:
+        """Seconds until the earliest pending workflow of the queue is due (<= 0: now), or
+        None when there is none. Due times are on the store's host clock (``ewfd.clock``),
+        which no wall-clock step moves."""
         ...
 
     def wait_for_change(self, timeout: float) -> None:

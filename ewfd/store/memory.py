@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import codec
+from .. import clock, codec
 from ..errors import LeaseLost, QueueNotFound, StoreError, TemplateNotFound, WorkflowNotFound
 from ..model import (
     Attempt,
@@ -66,6 +66,7 @@ class _Row:
     status: WorkflowStatus = _PENDING
     error: str | None = None
     not_before: float = 0.0
+    retry_wait: float | None = None
     lease_owner: str | None = None
     lease_expires: float | None = None
     token: int = 0
@@ -107,6 +108,7 @@ class MemoryStore:
         self._history: dict[int, list[Attempt]] = {}
         self._templates: dict[str, str] = {}
         self._queues: dict[str, tuple[QueueSpec, str]] = {}   # spec, updated_at
+        self.clock = clock.local()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -217,6 +219,7 @@ class MemoryStore:
             row.status, row.error, row.attempt, row.crashes = _PENDING, None, 0, 0
             row.cancel_requested, row.not_before, row.lease_owner, row.lease_expires = (
                 False, 0.0, None, None)
+            row.retry_wait = None
             row.updated_at = _now_iso()
             self._changed()
             return True
@@ -262,20 +265,27 @@ class MemoryStore:
 
     # -- claiming and fenced writes ----------------------------------------------------
     def _take(self, row: _Row, owner: str, lease: float) -> Claimed:
-        row.status, row.lease_owner, row.lease_expires = _RUNNING, owner, time.time() + lease
+        row.status, row.lease_owner = _RUNNING, owner
+        row.lease_expires = self.clock.now() + lease
         row.token += 1
         row.step_started_at = row.updated_at = _now_iso()
         self._changed()
         return self._claimed(row, owner)
 
+    @staticmethod
+    def _due(row: _Row, now: float) -> bool:
+        """Its time has come, or it lies further ahead than its own wait (SQLiteStore._DUE)."""
+        return row.not_before <= now or (row.retry_wait is not None and
+                                         row.not_before > now + row.retry_wait)
+
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
-        now = time.time()
+        now = self.clock.now()
         with self._lock:
             spec = self._queues.get(queue)
             if spec is not None and spec[0].paused:
                 return None
             for row in self._jobs.values():
-                if row.status == _PENDING and row.queue == queue and row.not_before <= now:
+                if row.status == _PENDING and row.queue == queue and self._due(row, now):
                     return self._take(row, owner, lease)
             return None
 
@@ -323,11 +333,15 @@ class MemoryStore:
             return row.cancel_requested
 
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
-                attempt: Attempt | None = None, not_before: float = 0.0) -> None:
+                attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
         stored = None if attempt is None else _stored(attempt)
         with self._lock:
             row = self._fenced(lease)
-            row.status, row.error, row.not_before = WorkflowStatus(status), error, not_before
+            if status == _PENDING and row.cancel_requested:   # a cancel requested meanwhile
+                status, error = WorkflowStatus.CANCELLED, "cancelled"
+            row.status, row.error = WorkflowStatus(status), error
+            row.retry_wait = retry_in if retry_in > 0 else None
+            row.not_before = self.clock.now() + retry_in if row.retry_wait else 0.0
             row.lease_owner = row.lease_expires = None
             if attempt is not None and attempt.outcome == "failed":
                 row.attempt = attempt.attempt
@@ -336,6 +350,7 @@ class MemoryStore:
             if stored is not None:
                 self._history[row.id].append(stored)
             self._changed()
+            return row.status
 
     def held_by(self, owner: str) -> list[Claimed]:
         with self._lock:
@@ -350,7 +365,7 @@ class MemoryStore:
             return row.cancel_requested
 
     def renew_leases(self, owners: Sequence[str], lease: float) -> int:
-        expires, n = time.time() + lease, 0
+        expires, n = self.clock.now() + lease, 0
         with self._lock:
             for r in self._jobs.values():
                 if r.status == _RUNNING and r.lease_owner in owners:
@@ -370,7 +385,7 @@ class MemoryStore:
                   reason: str = "worker died", crash: bool = True) -> list[Interrupted]:
         if owner is None and not expired:
             raise ValueError("interrupt needs an owner or expired=True")
-        t, now = time.time(), utcnow()
+        t, now = self.clock.now(), utcnow()
         out = []
         with self._lock:
             for r in self._jobs.values():
@@ -388,7 +403,9 @@ class MemoryStore:
                     step, r.current_step, r.attempt + 1, started, now,
                     (now - started).total_seconds() * 1000, "interrupted", reason,
                     _owner_pid(r.lease_owner))))
-                if crash and crashes >= limit:
+                if r.cancel_requested:   # it was to stop at its next step boundary: now
+                    r.status, r.error = WorkflowStatus.CANCELLED, "cancelled"
+                elif crash and crashes >= limit:
                     r.status = WorkflowStatus.FAILED
                     r.error = f"step {step}: worker died {crashes} times (last: {reason})"
                 else:
@@ -510,11 +527,12 @@ class MemoryStore:
         return open_, (parse_iso(max(stamps)).timestamp() if stamps else None)
 
     # -- wake-up and housekeeping -------------------------------------------------------
-    def next_due(self, queue: str) -> float | None:
+    def due_in(self, queue: str) -> float | None:
+        now = self.clock.now()
         with self._lock:
-            due = [r.not_before for r in self._jobs.values()
+            due = [now if self._due(r, now) else r.not_before for r in self._jobs.values()
                    if r.status == _PENDING and r.queue == queue]
-        return float(min(due)) if due else None
+        return float(min(due)) - now if due else None
 
     @property
     def wakes_on_change(self) -> bool:

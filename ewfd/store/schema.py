@@ -84,6 +84,16 @@ MIGRATIONS: list[str] = [
         updated_at           TEXT NOT NULL DEFAULT {_NOW}
     );
     """,
+    # 2: leases and retry due times on the host clock (ewfd.clock), whose anchor per boot is
+    # kept here; a retry's wait is stored beside its due time, so a due time further away
+    # than its wait (written under another boot's clock) counts as due.
+    """
+    ALTER TABLE jobs ADD COLUMN retry_wait REAL;
+    CREATE TABLE clocks (
+        boot_id  TEXT PRIMARY KEY,
+        anchor   REAL NOT NULL
+    );
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .. import codec
+from .. import clock, codec
 from ..errors import (
     LeaseLost,
     QueueNotFound,
@@ -103,6 +103,7 @@ class SQLiteStore:
         self._waiter: ChangeWaiter | None = None
         self._conn = self._connect()
         self._last_data_version = self._data_version()
+        self.clock = self._host_clock()
 
     # -- connection ----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -169,6 +170,31 @@ class SQLiteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _host_clock(self) -> clock.HostClock:
+        """The host clock every process on this database agrees on: its anchor is recorded
+        per boot by the first process to open the database after the boot."""
+        boot = clock.boot_id()
+        if not boot or self.path == ":memory:":
+            return clock.local()
+        try:
+            rows = self._read("SELECT anchor FROM clocks WHERE boot_id = ?", (boot,))
+        except StoreError:   # read-only, on a database an older ewfd made
+            return clock.local()
+        if rows:
+            return clock.HostClock(float(rows[0][0]))
+        if self._readonly:
+            return clock.local()
+        mine = clock.local().anchor
+
+        def tx(conn: sqlite3.Connection) -> float:
+            conn.execute("DELETE FROM clocks WHERE boot_id <> ?", (boot,))
+            conn.execute("INSERT OR IGNORE INTO clocks (boot_id, anchor) VALUES (?, ?)",
+                          (boot, mine))
+            row = conn.execute("SELECT anchor FROM clocks WHERE boot_id = ?", (boot,)).fetchone()
+            return float(row[0])
+
+        return clock.HostClock(self._write(tx))
 
     def _check_pid(self) -> None:
         if os.getpid() != self._pid:
@@ -402,7 +428,8 @@ class SQLiteStore:
                 raise WorkflowNotFound(f"no workflow {uuid}")
             cur = conn.execute(
                 "UPDATE jobs SET status='pending', error=NULL, attempt=0, crashes=0, "
-                "cancel_requested=0, not_before=0, lease_owner=NULL, lease_expires=NULL, "
+                "cancel_requested=0, not_before=0, retry_wait=NULL, lease_owner=NULL, "
+                "lease_expires=NULL, "
                 "updated_at=? WHERE uuid=? AND status IN ('failed','cancelled')",
                 (_now_iso(), uuid))
             return cur.rowcount == 1
@@ -455,12 +482,16 @@ class SQLiteStore:
     _CLAIM_SET = ("status='running', lease_owner=:owner, lease_expires=:expires, token=token+1, "
                   "step_started_at=:now, updated_at=:now")
 
+    # Due: its time has come on the host clock, or it lies further ahead than its own wait
+    # (written under another boot's clock): a retry never waits longer than its backoff.
+    _DUE = "(not_before <= :t OR not_before > :t + retry_wait)"
+
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
-        now = time.time()
+        now = self.clock.now()
         params = {"owner": owner, "expires": now + lease, "now": _now_iso(), "queue": queue,
                   "t": now}
         sql = (f"UPDATE jobs SET {self._CLAIM_SET} WHERE id = (SELECT id FROM jobs "
-               "WHERE status='pending' AND queue=:queue AND not_before <= :t ORDER BY id LIMIT 1) "
+               f"WHERE status='pending' AND queue=:queue AND {self._DUE} ORDER BY id LIMIT 1) "
                "AND NOT EXISTS (SELECT 1 FROM queues WHERE name=:queue AND paused) "
                f"RETURNING {_WF_COLUMNS}")
 
@@ -480,7 +511,7 @@ class SQLiteStore:
         return self._write(tx)
 
     def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
-        now = time.time()
+        now = self.clock.now()
         params = {"owner": owner, "expires": now + lease, "now": _now_iso(), "uuid": uuid}
         sql = (f"UPDATE jobs SET {self._CLAIM_SET} WHERE uuid=:uuid AND status='pending' "
                f"RETURNING {_WF_COLUMNS}")
@@ -539,22 +570,31 @@ class SQLiteStore:
         return self._write(tx)
 
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
-                attempt: Attempt | None = None, not_before: float = 0.0) -> None:
-        sets = ("status=:status, error=:error, not_before=:not_before, lease_owner=NULL, "
-                "lease_expires=NULL")
-        params: dict[str, Any] = {"status": str(status), "error": error, "not_before": not_before}
+                attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
+        sets = ("status=:status, error=:error, not_before=:not_before, retry_wait=:wait, "
+                "lease_owner=NULL, lease_expires=NULL")
+        wait = retry_in if retry_in > 0 else None
+        params: dict[str, Any] = {"status": str(status), "error": error, "wait": wait,
+                                  "not_before": self.clock.now() + wait if wait else 0.0}
         if attempt is not None and attempt.outcome == "failed":
             sets += ", attempt=:attempt"
             params["attempt"] = attempt.attempt
-        if status == WorkflowStatus.PENDING:
+        if status == WorkflowStatus.PENDING:   # a cancel requested meanwhile wins
+            sets = sets.replace("status=:status, error=:error",
+                                "status=CASE WHEN cancel_requested THEN 'cancelled' ELSE "
+                                ":status END, error=CASE WHEN cancel_requested THEN "
+                                "'cancelled' ELSE :error END")
             sets += ", token=token+1"
 
-        def tx(conn: sqlite3.Connection) -> None:
-            self._fenced(conn, lease, sets, params)
+        def tx(conn: sqlite3.Connection) -> WorkflowStatus:
+            row = self._fenced(conn, lease, sets, params)
             if attempt is not None:
                 self._history(conn, lease.job_id, attempt)
+            if status == WorkflowStatus.PENDING and row[0]:
+                return WorkflowStatus.CANCELLED
+            return WorkflowStatus(status)
 
-        self._write(tx)
+        return self._write(tx)
 
     def held_by(self, owner: str) -> list[Claimed]:
         rows = self._read(f"SELECT {_WF_COLUMNS} FROM jobs WHERE status='running' AND "
@@ -576,7 +616,7 @@ class SQLiteStore:
         def tx(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 f"UPDATE jobs SET lease_expires=? WHERE status='running' AND lease_owner IN "
-                f"({marks})", (time.time() + lease, *owners))
+                f"({marks})", (self.clock.now() + lease, *owners))
             return cur.rowcount
 
         return self._write(tx)
@@ -589,7 +629,7 @@ class SQLiteStore:
         if owner is not None:
             cond, params = "j.lease_owner = ?", [owner]
         else:
-            cond, params = "j.lease_expires < ?", [time.time()]
+            cond, params = "j.lease_expires < ?", [self.clock.now()]
             # A cheap read first: an idle daemon must not write every time it looks.
             if not self._read(f"SELECT 1 FROM jobs j WHERE j.status='running' AND {cond} "
                               "LIMIT 1", params):
@@ -600,7 +640,8 @@ class SQLiteStore:
             out = []
             rows = conn.execute(
                 "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
-                "j.attempt, j.step_started_at, j.lease_owner, q.max_crashes FROM jobs j "
+                "j.attempt, j.step_started_at, j.lease_owner, j.cancel_requested, "
+                "q.max_crashes FROM jobs j "
                 f"LEFT JOIN queues q ON q.name = j.queue WHERE j.status='running' AND {cond}",
                 params).fetchall()
             for r in rows:
@@ -612,9 +653,12 @@ class SQLiteStore:
                 self._history(conn, r["id"], Attempt(
                     step, r["current_step"], r["attempt"] + 1, started, now,
                     (now - started).total_seconds() * 1000, "interrupted", reason, pid))
-                if crash and crashes >= limit:
+                error: str | None
+                if r["cancel_requested"]:   # it was to stop at its next step boundary: now
+                    status, error = WorkflowStatus.CANCELLED, "cancelled"
+                elif crash and crashes >= limit:
                     status = WorkflowStatus.FAILED
-                    error: str | None = f"step {step}: worker died {crashes} times (last: {reason})"
+                    error = f"step {step}: worker died {crashes} times (last: {reason})"
                 else:
                     status, error = WorkflowStatus.PENDING, None
                 conn.execute(
@@ -757,10 +801,12 @@ class SQLiteStore:
         return int(open_), (parse_iso(text).timestamp() if text else None)
 
     # -- wake-up and housekeeping -------------------------------------------------------
-    def next_due(self, queue: str) -> float | None:
-        rows = self._read("SELECT min(not_before) FROM jobs WHERE status='pending' AND queue=?",
-                          (queue,))
-        return None if rows[0][0] is None else float(rows[0][0])
+    def due_in(self, queue: str) -> float | None:
+        now = self.clock.now()
+        rows = self._read(f"SELECT min(CASE WHEN {self._DUE} THEN :t ELSE not_before END) "
+                          "FROM jobs WHERE status='pending' AND queue=:queue",
+                          {"t": now, "queue": queue})
+        return None if rows[0][0] is None else float(rows[0][0]) - now
 
     @property
     def wakes_on_change(self) -> bool:

@@ -186,11 +186,10 @@ def test_claim_returns_none_when_empty(store: Store) -> None:
 
 def test_claim_respects_not_before(store: Store) -> None:
     a = add(store)
-    later = time.time() + 3600
-    store.release(claim(store).lease, status=S.PENDING, not_before=later)
+    store.release(claim(store).lease, status=S.PENDING, retry_in=3600)
     assert status(store, a) == S.PENDING
     assert store.claim("q", OWNER, 60) is None
-    assert store.next_due("q") == pytest.approx(later, abs=1e-3)
+    assert store.due_in("q") == pytest.approx(3600, abs=5)
     b = add(store)
     assert claim(store).workflow.uuid == b.uuid       # the younger one is due, a is not
     store.retry_workflow(a.uuid)                        # no effect: a is pending
@@ -199,7 +198,7 @@ def test_claim_respects_not_before(store: Store) -> None:
 
 def test_claim_due_not_before_in_the_past(store: Store) -> None:
     a = add(store)
-    store.release(claim(store).lease, status=S.PENDING, not_before=time.time() - 1)
+    store.release(claim(store).lease, status=S.PENDING, retry_in=0.0)
     assert claim(store).workflow.uuid == a.uuid
 
 
@@ -754,21 +753,20 @@ def test_resumable(store: Store) -> None:
     assert got[1].lease_expires is not None and abs(got[1].lease_expires - time.time() - 60) < 5
 
 
-def test_next_due(store: Store) -> None:
-    assert store.next_due("q") is None
+def test_due_in(store: Store) -> None:
+    assert store.due_in("q") is None
     add(store)
-    due = store.next_due("q")
-    assert due is not None and due <= time.time()
+    due_in = store.due_in("q")
+    assert due_in is not None and due_in <= 0
     c = claim(store)
-    assert store.next_due("q") is None                   # nothing pending
-    later = time.time() + 30
-    store.release(c.lease, status=S.PENDING, not_before=later)
-    assert store.next_due("q") == pytest.approx(later, abs=1e-3)
+    assert store.due_in("q") is None                   # nothing pending
+    store.release(c.lease, status=S.PENDING, retry_in=30)
+    assert store.due_in("q") == pytest.approx(30, abs=5)
     add(store)
     c = claim(store)
-    store.release(c.lease, status=S.PENDING, not_before=later + 100)
-    assert store.next_due("q") == pytest.approx(later, abs=1e-3)
-    assert store.next_due("other") is None
+    store.release(c.lease, status=S.PENDING, retry_in=130)
+    assert store.due_in("q") == pytest.approx(30, abs=5)
+    assert store.due_in("other") is None
 
 
 def test_maintenance(store: Store) -> None:
