@@ -41,6 +41,14 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def report(as_json: bool, result: dict[str, Any], sentence: str) -> None:
+    """What an action did: ``result`` as JSON, or one sentence for people."""
+    if as_json:
+        print_json(result)
+    else:
+        echo(sentence)
+
+
 def done_without_table(rows: Sequence[Any], as_json: bool, empty: str) -> bool:
     """Print ``rows`` as JSON, or say there is nothing; True when no table is wanted."""
     if as_json:
@@ -108,6 +116,15 @@ def ago(when: str | datetime | float | None, now: float | None = None) -> str:
     epoch = when.timestamp() if isinstance(when, datetime) else when
     seconds = (time.time() if now is None else now) - epoch
     return "just now" if seconds < 1 else f"{span(seconds)} ago"
+
+
+def utc(stamp: str | None) -> str:
+    """``2026-11-25 23:52:03.795 UTC``: the one way ctl prints a point in time (the stored
+    ``...T...Z`` text, made readable and still marked UTC)."""
+    if not stamp:
+        return "-"
+    text = stamp.rstrip("Z").replace("T", " ")
+    return f"{text[:23]} UTC"
 
 
 def millis(ms: float | None) -> str:
