@@ -180,10 +180,9 @@ def log_line(line: LogLine) -> str:
     rec = line.record
     if rec is None:
         return line.text
-    ts = str(rec.get("timestamp", ""))
-    ts = (ts[:23] if len(ts) > 23 else ts.rstrip("Z")).replace("T", " ")
+    ts = utc(str(rec.get("timestamp", "")))
     level = str(rec.get("level", "")).lower()
-    head = (f"{ts:<23}  {click.style(f'{level:<7}', fg=LEVEL_COLORS.get(level))}  "
+    head = (f"{ts:<27}  {click.style(f'{level:<7}', fg=LEVEL_COLORS.get(level))}  "
             f"{rec.get('pid', '')!s:>7}  {rec.get('event', '')!s:<20}")
     keys = [k for k in _FIRST if k in rec] + sorted(k for k in rec
                                                      if k not in _FIRST and k not in _SKIP)

@@ -434,7 +434,7 @@ def log_file(tmp_path: Path) -> Path:
 def test_tail_human_and_filters(log_file: Path) -> None:
     lines = ctl("tail", "--file", str(log_file)).stdout.splitlines()
     assert len(lines) == 4 and lines[2] == "Traceback (most recent call last): not json"
-    assert lines[1].startswith("2025-01-02 03:04:05.678  info")
+    assert lines[1].startswith("2025-01-02 03:04:05.678 UTC  info")
     assert "step.completed" in lines[1] and "workflow_uuid=aaaa-1" in lines[1]
     assert lines[3].endswith('error="step s: boom"')
     only = ctl("tail", "--file", str(log_file), "--workflow", "aaaa").stdout.splitlines()

@@ -175,6 +175,14 @@ def test_show_prints_one_timestamp_format_marked_utc(fx: Fixture) -> None:
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC", s) for s in stamps)
 
 
+def test_tail_marks_its_timestamps_utc_the_same_way(tmp_path: Path) -> None:
+    log = tmp_path / "ewfd.log"
+    log.write_text(json.dumps({"timestamp": "2025-01-02T03:04:05.678901Z", "level": "info",
+                               "event": "step.started", "pid": 7}) + "\n")
+    result = ctl("tail", "--file", str(log), "--db", str(tmp_path / "unused.db"))
+    assert result.stdout.startswith("2025-01-02 03:04:05.678 UTC  info ")
+
+
 # -- item 7: options before the subcommand; the config where systemd has it ----------------------
 def test_global_options_before_or_after_the_subcommand(fx: Fixture) -> None:
     for args in (["--db", str(fx.db), "--json", "workflows"],
