@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from . import identity, runner
+from . import identity, liblog, runner
 from .engine import Engine
 from .errors import LeaseLost, StoreError
 from .model import QueueSpec, Workflow
@@ -58,7 +58,7 @@ class Worker:
         self.owner = identity.current()
         self.tasks = 0
         self.waiting = False
-        self.log = structlog.get_logger("ewfd").bind(queue=queue.name)
+        self.log = liblog.get_logger().bind(queue=queue.name)
 
     def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
         if self.slot is not None:
