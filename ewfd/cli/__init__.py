@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .ctl import ctl
+from .init import init
 from .run import run
 
 
@@ -17,8 +18,10 @@ def main() -> None:
     \b
     ewfd run            start the supervisor and its worker pools (foreground)
     ewfd ctl ...        inspect and operate queues, workflows and workers
+    ewfd init [DIR]     write a sample ewfd.toml (--systemd: and ewfd.service)
     """
 
 
 main.add_command(run)
 main.add_command(ctl)
+main.add_command(init)
