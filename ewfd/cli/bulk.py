@@ -148,19 +148,19 @@ def _tell(action: Action, refs: tuple[str, ...], uuids: Sequence[str],
     refused = [u.reason for u in unchanged if u.refused] if refs else []
     if refused and not changed and len(refused) == len(unchanged):
         raise Failure("; ".join(refused))       # nothing done, nothing else to say
-    kept = [u for u in unchanged if not u.refused or not refs]
+    kept = [u for u in unchanged if not u.refused]
     if single is not None:      # one workflow named: say its status, as before bulk existed
         status = changed.get(single) or unchanged[0].status
         result.update(uuid=single, status=str(status))
         if action is CANCEL:
             result["cancel_requested"] = status == WorkflowStatus.RUNNING
         parts += [f"{u.reason} (nothing changed)" for u in kept]
-    elif kept and refs:
+    elif kept:
         parts.append(f"{out.count(len(kept), 'workflow')} already cancelled or cancelling "
                      "(nothing changed)")
-    elif kept:
-        parts.append(f"{out.count(len(kept), 'workflow')} left as they were (changed "
-                     "meanwhile, or already cancelling)")
+    if not refs and len(kept) < len(unchanged):     # a filter's pick changed before the act
+        parts.append(f"{out.count(len(unchanged) - len(kept), 'workflow')} changed meanwhile "
+                     "(left alone)")
     out.report(as_json, result, "; ".join(parts) or f"nothing to {action.name}")
     if refused:
         raise Failure("; ".join(refused))

@@ -100,8 +100,7 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
         out.table(["NAME", "KIND", *counts],
                   [[r["queue"], (r["kind"], "yellow"), *_counts(r)] for r in other])
         out.note("closed: its queue was removed (`ewfd ctl create-queue NAME` runs what is "
-                 "pending); unknown: no queue ever had it, its rows were rejected. "
-                 "`ewfd ctl prune` deletes finished rows.")
+                 "pending)\nunknown: no queue ever had that name; its rows were rejected")
 
 
 def _counts(r: dict[str, Any]) -> list[out.Cell]:

@@ -159,6 +159,10 @@ def test_a_second_cancel_reports_no_change(fx: Fixture) -> None:
     data = ok_json("cancel", uuid, "--db", str(fx.db))
     assert data.items() >= {"changed": 0, "uuid": uuid, "status": "running",
                             "cancel_requested": True}.items()
+    result = ctl("cancel", "--queue", "other", "--status", "running", "--yes", "--db",
+                 str(fx.db))
+    assert result.stdout == ("cancelling 1 workflow: running, each stops before its next step; "
+                             "1 workflow already cancelled or cancelling (nothing changed)\n")
     pending = fx.engine.run(fx.engine.new_workflow("good", queue="default")).uuid
     assert ok_json("cancel", pending, "--db", str(fx.db))["changed"] == 1
     again = ctl("cancel", pending, "--db", str(fx.db))
