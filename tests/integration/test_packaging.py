@@ -113,7 +113,7 @@ def readme_systemd_steps() -> list[str]:
     section = README[README.index("### systemd"):]
     block = re.search(r"```sh\n(.*?)```", section, re.S)
     assert block is not None
-    return [re.sub(r"\s+#.*$", "", line).removeprefix("sudo ").strip()
+    return [re.sub(r"\s+#.*$", "", line).replace("sudo ", "").strip()
             for line in block.group(1).splitlines() if line.strip()]
 
 
