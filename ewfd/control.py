@@ -32,7 +32,7 @@ EXIT_USAGE = 2       # bad input
 DEFAULT_MAX_STATE_SIZE = 1024 * 1024
 BATCH = 500          # workflows changed per transaction by a bulk action (and prune)
 AMBIGUOUS_SHOWN = 5  # candidates listed when a uuid prefix names several workflows
-UNKNOWN_QUEUE = "unknown queue"     # the start of the error of a row rejected for its queue
+UNKNOWN_QUEUE = "unknown queue"     # in the error of a row rejected by reject_unknown_queues
 
 
 class CtlError(Exception):
@@ -226,8 +226,8 @@ def enqueue(store: Store, name: str, *, queue: str = "default",
     return wf.uuid
 
 
-RETRYABLE = (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)
-CANCELLABLE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)
+RETRYABLE = (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)     # what retry applies to
+CANCELLABLE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)    # and cancel
 
 
 def _batches(uuids: Sequence[str], size: int) -> Iterator[Sequence[str]]:

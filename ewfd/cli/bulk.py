@@ -34,8 +34,9 @@ def _retry(store: Store, uuids: Sequence[str]) -> Iterator[dict[str, WorkflowSta
         yield dict.fromkeys(changed, WorkflowStatus.PENDING)
 
 
-RETRY = Action("retry", ("failed", "cancelled"), ("failed",), _retry)
-CANCEL = Action("cancel", ("pending", "running"), ("pending", "running"), control.cancel)
+RETRY = Action("retry", tuple(map(str, control.RETRYABLE)), ("failed",), _retry)
+CANCEL = Action("cancel", tuple(map(str, control.CANCELLABLE)),
+                tuple(map(str, control.CANCELLABLE)), control.cancel)
 
 
 def _selection_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
