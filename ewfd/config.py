@@ -4,9 +4,11 @@ The file is validated completely before anything starts, so that a typo stops th
 daemon at once with one line that names the file, the key and the problem,
 instead of surfacing later as a worker crash loop.
 
-Resolution order (:func:`load_config`): an explicit path (``--config``), else
-``$EWFD_CONFIG``, else ``./ewfd.toml``, else the built-in demo setup. A file that
-was *named* but does not exist is an error, never a silent fallback to the demo.
+Resolution order (:func:`find_config`, shared by ``ewfd run`` and ``ewfd ctl``): an
+explicit path (``--config``), else ``$EWFD_CONFIG``, else ``./ewfd.toml``, else
+``/etc/ewfd/ewfd.toml`` (where the systemd unit's config lives, so ``ewfd ctl`` on the
+server needs no ``--config``), else the built-in demo setup. A file that was *named*
+but does not exist is an error, never a silent fallback to the demo.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Any, Final
 
 __all__ = [
     "CONFIG_ENV_VAR",
+    "CONFIG_SEARCH",
     "DEFAULT_APP",
     "DEFAULT_CONFIG_NAME",
     "Config",
     "ConfigError",
     "QueueConfig",
     "default_config",
+    "find_config",
     "load_config",
     "parse_duration",
     "parse_size",
@@ -38,6 +42,10 @@ __all__ = [
 
 CONFIG_ENV_VAR: Final = "EWFD_CONFIG"
 DEFAULT_CONFIG_NAME: Final = "ewfd.toml"
+SYSTEM_CONFIG = Path("/etc/ewfd/ewfd.toml")   # not Final: tests point it elsewhere
+#: The order :func:`find_config` looks in, for help texts.
+CONFIG_SEARCH: Final = (f"${CONFIG_ENV_VAR}, else ./{DEFAULT_CONFIG_NAME}, else {SYSTEM_CONFIG}, "
+                        "else the bundled demo app on ./ewfd.db")
 DEFAULT_APP: Final = "ewfd.examples.demo:engine"
 DEFAULT_DATABASE: Final = "ewfd.db"
 
@@ -503,32 +511,48 @@ def _read(path: Path) -> Config:
     return _Loader(path).load(doc)
 
 
+def find_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] = os.environ,
+    cwd: Path | None = None,
+    system: Path | None = None,
+) -> tuple[Path | None, str | None]:
+    """(the config file to read, what named it), or (None, None) for the demo default.
+
+    Order: ``path`` (from ``--config``), else ``$EWFD_CONFIG`` (empty counts as unset),
+    else ``<cwd>/ewfd.toml`` if present, else ``system`` (default :data:`SYSTEM_CONFIG`,
+    ``/etc/ewfd/ewfd.toml``) if present. What named the file (``--config``, the variable)
+    is returned so that a missing one is reported as the caller's mistake; the two places
+    searched count only when they exist.
+    """
+    base = Path.cwd() if cwd is None else cwd
+    if path is not None:
+        return _absolute(Path(os.fspath(path)).expanduser(), base), "--config"
+    if env.get(CONFIG_ENV_VAR):
+        return _absolute(Path(env[CONFIG_ENV_VAR]).expanduser(), base), f"${CONFIG_ENV_VAR}"
+    for candidate in (base / DEFAULT_CONFIG_NAME, SYSTEM_CONFIG if system is None else system):
+        if candidate.exists():
+            return _absolute(candidate, base), None
+    return None, None
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] = os.environ,
     cwd: Path | None = None,
+    system: Path | None = None,
 ) -> Config:
-    """Find, read and validate the configuration.
-
-    Order: ``path`` (from ``--config``), else ``$EWFD_CONFIG`` (empty counts as
-    unset), else ``<cwd>/ewfd.toml`` if present, else :func:`default_config`. A file
-    named by ``path`` or the variable must exist: a typo must not quietly run the
-    demo app instead. Raises :class:`ConfigError` for every problem.
+    """Find (:func:`find_config`), read and validate the configuration; with no file,
+    :func:`default_config`. A file named by ``path`` or the variable must exist: a typo
+    must not quietly run the demo app instead. Raises :class:`ConfigError` for every
+    problem.
     """
     base = Path.cwd() if cwd is None else cwd
-    named: str | None = None
-    if path is not None:
-        candidate = Path(os.fspath(path))
-        named = "--config"
-    elif env.get(CONFIG_ENV_VAR):
-        candidate = Path(env[CONFIG_ENV_VAR])
-        named = f"${CONFIG_ENV_VAR}"
-    else:
-        candidate = base / DEFAULT_CONFIG_NAME
-        if not candidate.exists():
-            return default_config(base)
-    candidate = _absolute(candidate.expanduser(), base)
-    if named is not None and not candidate.exists():
-        raise ConfigError(f"file not found (named by {named})", path=candidate, exit_code=2)
-    return _read(candidate)
+    found, named = find_config(path, env=env, cwd=base, system=system)
+    if found is None:
+        return default_config(base)
+    if named is not None and not found.exists():
+        raise ConfigError(f"file not found (named by {named})", path=found, exit_code=2)
+    return _read(found)

@@ -22,7 +22,7 @@ import psutil
 from . import codec, identity, runtime
 from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
 from .errors import QueueNotFound, StateError, StoreError, TemplateNotFound, WorkflowNotFound
-from .model import Attempt, QueueSpec, Step, Workflow, WorkflowStatus, iso
+from .model import Attempt, QueueSpec, Step, Workflow, WorkflowQuery, WorkflowStatus, iso
 from .store.base import Store
 from .store.sqlite import SQLiteStore
 
@@ -30,6 +30,9 @@ EXIT_FAILED = 1      # the thing asked for does not exist, or the action does no
 EXIT_USAGE = 2       # bad input
 
 DEFAULT_MAX_STATE_SIZE = 1024 * 1024
+BATCH = 500          # workflows changed per transaction by a bulk action (and prune)
+AMBIGUOUS_SHOWN = 5  # candidates listed when a uuid prefix names several workflows
+UNKNOWN_QUEUE = "unknown queue"     # in the error of a row rejected by reject_unknown_queues
 
 
 class CtlError(Exception):
@@ -86,12 +89,16 @@ def _step_names(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]]) -> 
     return [str(s.get("name")) for s in templates.get(wf.name, [])]   # a row inserted by SQL
 
 
-def workflow_dict(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def workflow_dict(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]], *,
+                  started: bool) -> dict[str, Any]:
+    """``started`` is False for a workflow that never ran a step (a row rejected at the door,
+    a workflow cancelled while pending): its ``step`` is where it would start, not one it
+    was at."""
     names = _step_names(wf, templates)
     step = names[wf.current_step] if 0 <= wf.current_step < len(names) else None
     return {
         "uuid": wf.uuid, "name": wf.name, "queue": wf.queue, "status": str(wf.status),
-        "current_step": wf.current_step, "step": step, "steps": names,
+        "current_step": wf.current_step, "step": step, "steps": names, "started": started,
         "display_name": wf.display_name, "metadata": wf.metadata, "error": wf.error,
         "created_at": iso(wf.created_at),
         "updated_at": iso(wf.updated_at) if wf.updated_at else None,
@@ -108,28 +115,79 @@ def attempt_dict(a: Attempt) -> dict[str, Any]:
     }
 
 
-def list_workflows(store: Store, *, queue: str | None = None,
-                   status: WorkflowStatus | None = None, name: str | None = None,
+def list_workflows(store: Store, query: WorkflowQuery | None = None, *,
                    limit: int | None = 50) -> list[dict[str, Any]]:
+    """The workflows ``query`` selects (all by default), newest first."""
     templates = store.load_templates()
-    return [workflow_dict(wf, templates) for wf in
-            store.list_workflows(queue=queue, status=status, name=name, limit=limit, typed=False)]
+    found = store.find_workflows(query or WorkflowQuery(), limit=limit, typed=False)
+    ran = store.with_history([wf.uuid for wf in found])
+    return [workflow_dict(wf, templates, started=_started(wf, ran)) for wf in found]
 
 
-def show(store: Store, uuid: str) -> dict[str, Any]:
+def _started(wf: Workflow, ran: set[str]) -> bool:
+    # A running workflow's first attempt has no history row until it ends.
+    return wf.uuid in ran or wf.status == WorkflowStatus.RUNNING
+
+
+def resolve(store: Store, ref: str) -> str:
+    """The uuid ``ref`` names: the uuid itself, or the one uuid that starts with it. An
+    ambiguous prefix is refused with its candidates, so an action never guesses."""
+    if not ref:
+        raise CtlError("an empty uuid matches every workflow: give one", EXIT_USAGE)
+    query = WorkflowQuery(uuid_prefix=ref)
+    found = store.find_uuids(query, limit=AMBIGUOUS_SHOWN + 1)
+    if ref in found or len(found) == 1:
+        return ref if ref in found else found[0]
+    if not found:
+        raise CtlError(f"no workflow {ref}")
+    try:
+        return store.load_workflow(ref, typed=False).uuid     # exact, beyond the first few
+    except WorkflowNotFound:
+        pass
+    total = store.count_workflows(query)
+    listed = ", ".join(found[:AMBIGUOUS_SHOWN])
+    more = f" and {total - AMBIGUOUS_SHOWN:,} more" if total > AMBIGUOUS_SHOWN else ""
+    raise CtlError(f"{ref!r} is the start of {total:,} workflow uuids ({listed}{more}): "
+                   "give more of it", EXIT_USAGE)
+
+
+def resolve_all(store: Store, refs: Sequence[str]) -> list[str]:
+    """Every ref resolved (each once, in order) before anything is changed."""
+    return list(dict.fromkeys(resolve(store, ref) for ref in refs))
+
+
+def show(store: Store, ref: str) -> dict[str, Any]:
+    uuid = resolve(store, ref)
     try:
         wf = store.load_workflow(uuid, typed=False)
         history = store.history(uuid)
     except WorkflowNotFound:
         raise CtlError(f"no workflow {uuid}") from None
-    out = workflow_dict(wf, store.load_templates())
+    out = workflow_dict(wf, store.load_templates(),
+                        started=bool(history) or wf.status == WorkflowStatus.RUNNING)
     out["state"] = wf.state
     out["history"] = [attempt_dict(a) for a in history]
     return out
 
 
 def queues(store: Store) -> list[dict[str, Any]]:
-    return store.queue_stats()
+    """Per queue its counts, with ``kind``: ``queue`` (stored: it has settings and workers),
+    ``closed`` (a name left on rows after its queue was removed) or ``unknown`` (a name no
+    queue ever had: every row on it was rejected)."""
+    stored = {q.name for q in store.load_queues()}
+    rows = store.queue_stats()
+    for row in rows:
+        row["kind"] = "queue" if row["queue"] in stored else _leftover_kind(store, row)
+        if row["kind"] != "queue":
+            row["workers"] = row["paused"] = None
+    return rows
+
+
+def _leftover_kind(store: Store, row: dict[str, Any]) -> str:
+    total = sum(row[str(s)] for s in WorkflowStatus)
+    rejected = store.count_workflows(WorkflowQuery(
+        queues=(row["queue"],), statuses=(WorkflowStatus.FAILED,), error=UNKNOWN_QUEUE))
+    return "unknown" if total and rejected == total else "closed"
 
 
 def templates(store: Store) -> list[dict[str, Any]]:
@@ -172,32 +230,66 @@ def enqueue(store: Store, name: str, *, queue: str = "default",
     return wf.uuid
 
 
-def _status(store: Store, uuid: str) -> WorkflowStatus:
-    try:
-        return store.load_workflow(uuid, typed=False).status
-    except WorkflowNotFound:
-        raise CtlError(f"no workflow {uuid}") from None
+RETRYABLE = (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)     # what retry applies to
+CANCELLABLE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)    # and cancel
 
 
-def retry(store: Store, uuid: str) -> dict[str, Any]:
-    """A failed or cancelled workflow goes back to pending at the step where it stopped."""
-    status = _status(store, uuid)
-    if not store.retry_workflow(uuid):
-        raise CtlError(f"workflow {uuid} is {status}: only failed or cancelled workflows "
-                       "can be retried")
-    return {"changed": 1, "uuid": uuid, "status": str(WorkflowStatus.PENDING)}
+def _batches(uuids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(uuids), size):
+        yield uuids[i:i + size]
 
 
-def cancel(store: Store, uuid: str) -> dict[str, Any]:
-    """Pending: cancelled at once. Running: flagged, it stops before its next step."""
-    try:
-        after = store.cancel_workflow(uuid)
-    except WorkflowNotFound:
-        raise CtlError(f"no workflow {uuid}") from None
-    if after is None:
-        raise CtlError(f"workflow {uuid} is already {_status(store, uuid)}: nothing to cancel")
-    return {"changed": 1, "uuid": uuid, "status": str(after),
-            "cancel_requested": after == WorkflowStatus.RUNNING}
+def retry(store: Store, uuids: Sequence[str], *, batch: int = BATCH) -> Iterator[list[str]]:
+    """Failed or cancelled workflows go back to pending at the step where they stopped; one
+    short transaction per ``batch``. Yields the uuids each batch changed."""
+    for chunk in _batches(uuids, batch):
+        yield store.retry_workflows(chunk)
+
+
+def cancel(store: Store, uuids: Sequence[str], *,
+           batch: int = BATCH) -> Iterator[dict[str, WorkflowStatus]]:
+    """Pending: cancelled at once. Running: flagged, it stops before its next step. One
+    short transaction per ``batch``; yields uuid -> status after, for those that changed."""
+    for chunk in _batches(uuids, batch):
+        yield store.cancel_workflows(chunk)
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A workflow named to an action that left it as it was, and why; ``refused`` when the
+    action does not apply (exit 1), not when it was already done."""
+
+    uuid: str
+    status: str
+    reason: str
+    refused: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"uuid": self.uuid, "status": self.status, "reason": self.reason}
+
+
+def why_unchanged(store: Store, action: str, uuids: Sequence[str]) -> list[Unchanged]:
+    """Why ``action`` (retry or cancel) changed none of ``uuids``, read back after it."""
+    found: list[Unchanged] = []
+    for uuid in uuids:
+        try:
+            status = store.load_workflow(uuid, typed=False).status
+        except WorkflowNotFound:
+            found.append(Unchanged(uuid, "missing", f"workflow {uuid} is gone", True))
+            continue
+        if action == "retry":
+            found.append(Unchanged(uuid, status, f"workflow {uuid} is {status}: only failed "
+                                   "or cancelled workflows can be retried", True))
+        elif status == WorkflowStatus.RUNNING:
+            found.append(Unchanged(uuid, status, f"workflow {uuid} is already cancelling: it "
+                                   "stops before its next step", False))
+        elif status == WorkflowStatus.CANCELLED:
+            found.append(Unchanged(uuid, status, f"workflow {uuid} is already cancelled",
+                                   False))
+        else:
+            found.append(Unchanged(uuid, status, f"workflow {uuid} is already {status}: "
+                                   "nothing to cancel", True))
+    return found
 
 
 def set_paused(store: Store, queue: str, paused: bool) -> dict[str, Any]:
@@ -216,7 +308,7 @@ def prunable(store: Store, *, older_than: float,
 
 
 def prune(store: Store, *, cutoff: float, statuses: Sequence[WorkflowStatus],
-          batch: int = 500) -> Iterator[int]:
+          batch: int = BATCH) -> Iterator[int]:
     """Delete in short transactions; yields the count of each batch (for a progress bar)."""
     yield from store.prune(older_than=cutoff, statuses=statuses, batch=batch)
 

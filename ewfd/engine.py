@@ -16,9 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-import structlog
-
-from . import codec, identity, runner
+from . import codec, identity, liblog, runner
 from .errors import (
     ActivityNotFound,
     TemplateNotFound,
@@ -49,7 +47,7 @@ class Engine:
         self._executor: ThreadPoolExecutor | None = None
         self._keeper: _LeaseKeeper | None = None
         self._lock = threading.Lock()
-        self.log = structlog.get_logger("ewfd")
+        self.log = liblog.get_logger()
 
     # -- registry ---------------------------------------------------------------------------
     @property
@@ -280,7 +278,7 @@ class _LeaseKeeper:
                 try:
                     self._store().renew_leases(owners, lease)
                 except Exception as exc:   # renewal is retried next tick; never kill the thread
-                    structlog.get_logger("ewfd").warning("lease.renew_failed", error=str(exc))
+                    liblog.get_logger().warning("lease.renew_failed", error=str(exc))
 
     def stop(self) -> None:
         with self._cond:

@@ -171,6 +171,20 @@ class Workflow:
 
 
 @dataclass(frozen=True)
+class WorkflowQuery:
+    """Which workflows an operator means (``ewfd ctl`` filters): each field that is set
+    narrows the selection, an empty one does not. ``uuid_prefix`` matches the start of the
+    uuid, ``updated_since`` is epoch seconds, ``error`` a substring of the error (any case)."""
+
+    uuid_prefix: str | None = None
+    statuses: tuple[WorkflowStatus, ...] = ()
+    queues: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    updated_since: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Lease:
     """A worker's hold on one workflow. Every write it makes is fenced on ``(job_id, token)``."""
 

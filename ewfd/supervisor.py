@@ -364,7 +364,8 @@ class Supervisor:
         else:
             code = os.WEXITSTATUS(status)
             how, reason = {"exit_code": code}, f"exit code {code}"
-        self.log.info("worker.exited", worker_pid=proc.pid, queue=proc.queue, **how)
+        (self.log.warning if code else self.log.info)(   # a signal or an error: not routine
+            "worker.exited", worker_pid=proc.pid, queue=proc.queue, **how)
         try:
             self.release(proc, reason)
         except StoreError as exc:   # leases then expire and are reclaimed: nothing is lost

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from . import codec, identity, proctree, runner
+from . import codec, identity, liblog, proctree, runner
 from .engine import Engine
 from .errors import LeaseLost, StoreError
 from .model import QueueSpec, Workflow
@@ -61,7 +61,7 @@ class Worker:
         self.owner = identity.current()
         self.tasks = 0
         self.waiting = False
-        self.log = structlog.get_logger("ewfd").bind(queue=queue.name)
+        self.log = liblog.get_logger().bind(queue=queue.name)
 
     def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
         """Called as an attempt starts (with its deadline) and, for a step with a timeout,

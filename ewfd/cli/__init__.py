@@ -9,6 +9,7 @@ import click
 
 from .. import __version__, codec
 from .ctl import ctl
+from .init import init
 from .run import run
 
 
@@ -20,6 +21,7 @@ def main() -> None:
     \b
     ewfd run            start the supervisor and its worker pools (foreground)
     ewfd ctl ...        inspect and operate queues, workflows and workers
+    ewfd init [DIR]     write a sample ewfd.toml (--systemd: and ewfd.service)
     """
     # What is printed (a path, a state, a log line) may hold text UTF-8 cannot encode: it
     # is escaped (the codec's rule), never a traceback; in JSON the escape reads back exact.
@@ -30,3 +32,4 @@ def main() -> None:
 
 main.add_command(run)
 main.add_command(ctl)
+main.add_command(init)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .. import codec, control
-from ..config import parse_duration, parse_size
+from ..config import CONFIG_SEARCH, parse_duration, parse_size
 from ..errors import EwfdError
 from ..store.base import Store
 
@@ -90,15 +92,48 @@ def _text_checked(cmd: click.Command, callback: Callable[..., Any]) -> Callable[
 _PATHS = frozenset({"config_path", "db_path", "log_path"})
 
 
+@dataclass(frozen=True)
+class Globals:
+    """``--config``, ``--db`` and ``--json`` given before the subcommand (``ewfd ctl --db X
+    workflows``); the same options after it win."""
+
+    config_path: str | None = None
+    db_path: str | None = None
+    as_json: bool = False
+
+
+def global_options(fn: F) -> F:
+    """The target options on the ``ctl`` group itself, kept in ``ctx.obj`` for subcommands."""
+    @functools.wraps(fn)
+    def keep(*args: Any, config_path: str | None, db_path: str | None, as_json: bool,
+             **kwargs: Any) -> Any:
+        click.get_current_context().obj = Globals(config_path, db_path, as_json)
+        return fn(*args, **kwargs)
+
+    return _options(keep)   # type: ignore[return-value]
+
+
 def target_options(fn: F) -> F:
-    """``--config``, ``--db`` and ``--json``, which every subcommand takes."""
+    """``--config``, ``--db`` and ``--json``, which every subcommand takes, after it or (see
+    :func:`global_options`) before it."""
+    @functools.wraps(fn)
+    def merged(*args: Any, config_path: str | None, db_path: str | None, as_json: bool,
+               **kwargs: Any) -> Any:
+        given = click.get_current_context().find_object(Globals) or Globals()
+        return fn(*args, config_path=given.config_path if config_path is None else config_path,
+                  db_path=given.db_path if db_path is None else db_path,
+                  as_json=as_json or given.as_json, **kwargs)
+
+    return _options(merged)   # type: ignore[return-value]
+
+
+def _options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--json", "as_json", is_flag=True,
                       help="Print JSON for scripts instead of text.")(fn)
     fn = click.option("--db", "db_path", metavar="PATH",
                       help="The SQLite database, instead of finding it through the config.")(fn)
     fn = click.option("--config", "config_path", metavar="PATH",
-                      help="The daemon's config file. Default: $EWFD_CONFIG, else ./ewfd.toml, "
-                           "else ./ewfd.db.")(fn)
+                      help=f"The daemon's config file. Default: {CONFIG_SEARCH}.")(fn)
     return fn
 
 
@@ -116,6 +151,28 @@ def opened(found: control.Target, *, write: bool = False) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+# -- asking first, and progress (prune, retry and cancel by filter) ---------------------------
+PROGRESS_MIN = 2000     # rows: below this an action finishes before a bar is worth drawing
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def show_progress(total: int, as_json: bool) -> bool:
+    return total >= PROGRESS_MIN and not as_json and sys.stderr.isatty()
+
+
+def confirm(what: str, yes: bool) -> None:
+    """Ask ``<what>?`` on a terminal; without one, refuse (exit 2) unless ``yes``: a
+    script must say it means it."""
+    if yes:
+        return
+    if not interactive():
+        raise UsageFailure(f"{what}: pass --yes to confirm (stdin is not a terminal)")
+    click.confirm(f"{what}?", abort=True)
 
 
 # -- parameter types: a bad value is a usage error (exit 2) -----------------------------------

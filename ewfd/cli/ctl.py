@@ -1,5 +1,6 @@
 """``ewfd ctl``: the group, and the commands that only look (queues, workflows, show,
-templates, workers, tail). The commands that act are in :mod:`ewfd.cli.ctl_actions`."""
+templates, workers, tail). The commands that act are in :mod:`ewfd.cli.ctl_actions` and
+:mod:`ewfd.cli.bulk`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,18 @@ from .. import control
 from ..logtail import LogFilter
 from ..logtail import tail as tail_log
 from ..model import WorkflowStatus
+from . import filters
 from . import output as out
-from .common import CtlGroup, Failure, UsageFailure, opened, target, target_options
+from .bulk import cancel, retry
+from .common import (
+    CtlGroup,
+    Failure,
+    UsageFailure,
+    global_options,
+    opened,
+    target,
+    target_options,
+)
 from .ctl_actions import ACTIONS
 
 STATUSES = [str(s) for s in WorkflowStatus]
@@ -22,13 +33,15 @@ STATE_LINES = 40      # longer state is cut in the text view (--json shows it al
 
 
 @click.group(cls=CtlGroup)
+@global_options
 def ctl() -> None:
     """Inspect and operate a running ewfd: queues, workflows, workers, logs.
 
-    Each command finds the database as `ewfd run` does (--config, else
-    $EWFD_CONFIG, else ./ewfd.toml, else ./ewfd.db), or takes --db PATH.
-    Add --json for scripts. Reading never blocks the workers; each action is
-    one short transaction, safe while the daemon runs.
+    Each command finds the database as `ewfd run` finds its config (--config,
+    else $EWFD_CONFIG, else ./ewfd.toml, else /etc/ewfd/ewfd.toml, else
+    ./ewfd.db), or takes --db PATH. Add --json for scripts. --config, --db
+    and --json go before or after the command. Reading never blocks the
+    workers; each action is one short transaction, safe while the daemon runs.
 
     \b
     Look:
@@ -40,18 +53,21 @@ def ctl() -> None:
       tail -f [--workflow UUID]   the daemon's log, one readable line per event
     \b
     Act:
-      retry UUID                  failed/cancelled -> pending, from where it stopped
-      cancel UUID                 pending: never runs; running: stops before next step
+      retry UUID... | --status failed --queue Q ...
+                                  failed/cancelled -> pending, from where it stopped
+      cancel UUID... | --queue Q ...
+                                  pending: never runs; running: stops before next step
       pause QUEUE / resume QUEUE  stop / restart claiming (running steps finish)
       enqueue NAME --state JSON   start a workflow; prints its uuid
       prune --older-than 7d       delete old finished workflows and their history
       create-queue / close-queue  add / remove a queue at run time
     \b
+    A UUID can be any unique start of one (`ewfd ctl show 5d66`).
     Exit codes: 0 ok; 1 not found, does not apply, or failed; 2 bad usage.
     """
 
 
-for _command in ACTIONS:
+for _command in [retry, cancel, *ACTIONS]:
     ctl.add_command(_command)
 
 
@@ -62,50 +78,65 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
 
     Per queue: workers, paused, counts by status, age of the oldest pending.
     Pending work with an old OLDEST PENDING means nothing claims it: check
-    PAUSED, then `ewfd ctl workers`.
+    PAUSED, then `ewfd ctl workers`. Names on workflows that are not a queue
+    (a queue closed with rows left, or a name no queue ever had, whose rows
+    were rejected) are listed apart, below.
     """
     with opened(target(config_path, db_path)) as store:
         rows = control.queues(store)
     if out.done_without_table(rows, as_json, "no queues yet: ewfd run stores the configured "
                               "queues when it starts"):
         return
-    out.table(
-        ["QUEUE", "WORKERS", "PAUSED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
-         "OLDEST PENDING"],
-        [[r["queue"], str(r["workers"]), ("paused", "yellow") if r["paused"] else "no",
-          f"{r['pending']:,}", f"{r['running']:,}", f"{r['completed']:,}",
-          (f"{r['failed']:,}", "red" if r["failed"] else None), f"{r['cancelled']:,}",
-          "-" if r["oldest_pending_age_s"] is None else out.span(r["oldest_pending_age_s"])]
-         for r in rows])
+    real = [r for r in rows if r["kind"] == "queue"]
+    other = [r for r in rows if r["kind"] != "queue"]
+    counts = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+    if real:
+        out.table(["QUEUE", "WORKERS", "PAUSED", *counts, "OLDEST PENDING"],
+                  [[r["queue"], str(r["workers"]), ("paused", "yellow") if r["paused"] else "no",
+                    *_counts(r), "-" if r["oldest_pending_age_s"] is None
+                    else out.span(r["oldest_pending_age_s"])] for r in real])
+    if other:
+        out.echo(("\n" if real else "") + "not queues: names left on workflows")
+        out.table(["NAME", "KIND", *counts],
+                  [[r["queue"], (r["kind"], "yellow"), *_counts(r)] for r in other])
+        out.note("closed: its queue was removed (`ewfd ctl create-queue NAME` runs what is "
+                 "pending)\nunknown: no queue ever had that name; its rows were rejected")
+
+
+def _counts(r: dict[str, Any]) -> list[out.Cell]:
+    return [f"{r['pending']:,}", f"{r['running']:,}", f"{r['completed']:,}",
+            (f"{r['failed']:,}", "red" if r["failed"] else None), f"{r['cancelled']:,}"]
 
 
 def step_label(wf: dict[str, Any]) -> str:
-    """``bye (2/2)``: the step a workflow is at (or failed at), of how many."""
+    """``bye (2/2)``: the step a workflow is at (or failed at), of how many; ``-`` for one
+    that never ran a step (rejected at the door, cancelled while pending)."""
     total = len(wf["steps"])
     if wf["status"] == "completed" and total:
         return f"done ({total}/{total})"
+    if not wf.get("started", True):
+        return "-"
     if wf["step"] is None:
         return f"#{wf['current_step']}"
     return f"{wf['step']} ({wf['current_step'] + 1}/{total})"
 
 
 @ctl.command()
-@click.option("--queue", "-q", metavar="Q", help="Only this queue.")
-@click.option("--status", "-s", type=click.Choice(STATUSES), help="Only this status.")
-@click.option("--name", "-n", metavar="NAME", help="Only this workflow template.")
+@filters.filter_options(STATUSES)
 @click.option("--limit", "-l", type=click.IntRange(min=1), default=50, show_default=True,
               help="How many, newest first.")
 @target_options
-def workflows(queue: str | None, status: str | None, name: str | None, limit: int,
-              config_path: str | None, db_path: str | None, as_json: bool) -> None:
+def workflows(limit: int, config_path: str | None, db_path: str | None, as_json: bool,
+              **options: Any) -> None:
     """List workflows, newest first.
 
-    STEP is the step a workflow is at, or the one it failed at. Then
-    `ewfd ctl show UUID` for the details and `ewfd ctl retry UUID` to rerun.
+    STEP is the step a workflow is at, or the one it failed at ("-": it never
+    ran a step). Filters narrow (--status, --queue and --workflow repeat, any
+    of them matches); `ewfd ctl retry` and `cancel` take the same filters.
+    Then `ewfd ctl show UUID` for the details.
     """
     with opened(target(config_path, db_path)) as store:
-        rows = control.list_workflows(store, queue=queue, name=name, limit=limit,
-                                      status=WorkflowStatus(status) if status else None)
+        rows = control.list_workflows(store, filters.query(options), limit=limit)
     if out.done_without_table(rows, as_json, "no workflows match"):
         return
     out.table(["UUID", "NAME", "QUEUE", "STATUS", "STEP", "CREATED", "UPDATED", "ERROR"],
@@ -122,10 +153,10 @@ def workflows(queue: str | None, status: str | None, name: str | None, limit: in
 def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool) -> None:
     """One workflow: state, attempts, errors.
 
-    Its fields, its state (raw JSON), and its history: every attempt of every
-    step. The history lists each attempt with when it started, how long it took,
-    its outcome (completed, failed, interrupted: the worker died) and error,
-    and the pid of the worker that ran it.
+    UUID may be any unique start of one. Its fields, its state (raw JSON),
+    and its history: every attempt of every step, with when it started (UTC),
+    how long it took, its outcome (completed, failed, interrupted: the worker
+    died) and error, and the pid of the worker that ran it.
     """
     with opened(target(config_path, db_path)) as store:
         wf = control.show(store, uuid)
@@ -138,8 +169,8 @@ def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool)
         ("queue", wf["queue"] or "-"), ("status", out.status(wf["status"])),
         ("step", step_label(wf)), ("steps", " -> ".join(wf["steps"]) or "-"),
         ("error", (wf["error"], "red") if wf["error"] else "-"),
-        ("created", f"{wf['created_at']} ({out.ago(wf['created_at'])})"),
-        ("updated", f"{wf['updated_at']} ({out.ago(wf['updated_at'])})"),
+        ("created", f"{out.utc(wf['created_at'])} ({out.ago(wf['created_at'])})"),
+        ("updated", f"{out.utc(wf['updated_at'])} ({out.ago(wf['updated_at'])})"),
         ("metadata", meta or "-"),
     ])
     lines = json.dumps(wf["state"], indent=2, ensure_ascii=False).splitlines()
@@ -150,10 +181,10 @@ def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool)
         out.note(f"  ... {len(lines) - STATE_LINES:,} more lines: use --json")
     out.echo("\nhistory")
     if not wf["history"]:
-        out.echo("  (no attempt finished yet)")
+        out.echo("  (no attempt finished yet)" if wf["started"] else "  (it never ran a step)")
         return
     out.table(["  #", "STEP", "ATTEMPT", "STARTED", "DURATION", "OUTCOME", "PID", "ERROR"],
-              [[f"  {i}", h["step"], str(h["attempt"]), h["started_at"].replace("T", " ")[:23],
+              [[f"  {i}", h["step"], str(h["attempt"]), out.utc(h["started_at"]),
                 out.millis(h["duration_ms"]), out.status(h["outcome"]),
                 str(h["worker_pid"] or "-"), (out.short(h["error"], 200), "red")]
                for i, h in enumerate(wf["history"], 1)])

@@ -1,6 +1,6 @@
-"""The ``ewfd ctl`` commands that change something: enqueue, retry, cancel, pause, resume,
-prune, create-queue, close-queue. Each is one short transaction (prune: a few short
-ones) and says what it did."""
+"""The ``ewfd ctl`` commands that change something: enqueue, pause, resume, prune,
+create-queue, close-queue (retry and cancel: :mod:`ewfd.cli.bulk`). Each is one short
+transaction (prune: a few short ones) and says what it did."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import click
 from .. import control
 from ..config import MAX_WORKERS
 from ..model import WorkflowStatus, iso
+from . import common
 from . import output as out
 from .common import (
     DURATION,
@@ -25,23 +26,7 @@ from .common import (
     target_options,
 )
 
-PROGRESS_MIN = 2000     # rows: below this prune finishes before a bar is worth drawing
 FINISHED = ["completed", "failed", "cancelled"]
-
-
-def _interactive() -> bool:
-    return sys.stdin.isatty()
-
-
-def _show_progress(total: int, as_json: bool) -> bool:
-    return total >= PROGRESS_MIN and not as_json and sys.stderr.isatty()
-
-
-def _report(as_json: bool, result: dict[str, Any], sentence: str) -> None:
-    if as_json:
-        out.print_json(result)
-    else:
-        out.echo(sentence)
 
 
 def _configured(found: control.Target, queue: str) -> None:
@@ -72,41 +57,7 @@ def enqueue(name: str, queue: str, state: dict[str, Any] | None, display_name: s
     with opened(found, write=True) as store:
         uuid = control.enqueue(store, name, queue=queue, state=state, display_name=display_name,
                                metadata=dict(meta), max_state_size=found.max_state_size)
-    _report(as_json, {"uuid": uuid}, uuid)
-
-
-@click.command()
-@click.argument("uuid")
-@target_options
-def retry(uuid: str, config_path: str | None, db_path: str | None, as_json: bool) -> None:
-    """Rerun a failed or cancelled workflow.
-
-    It goes back to pending at the step where it stopped. Its state is as the
-    last successful step left it; attempts start from 1. Fix the cause first
-    (`ewfd ctl show UUID` shows the error).
-    """
-    with opened(target(config_path, db_path), write=True) as store:
-        result = control.retry(store, uuid)
-    _report(as_json, result, f"retried 1 workflow: {uuid} is pending again")
-
-
-@click.command()
-@click.argument("uuid")
-@target_options
-def cancel(uuid: str, config_path: str | None, db_path: str | None, as_json: bool) -> None:
-    """Cancel a pending or running workflow.
-
-    Pending, it never runs; running, it stops before its next step. A step in
-    progress is never torn: it finishes, its result is saved, then the
-    workflow ends `cancelled` (a retry wait is cut short).
-    """
-    with opened(target(config_path, db_path), write=True) as store:
-        result = control.cancel(store, uuid)
-    if result["cancel_requested"]:
-        sentence = f"cancelling 1 workflow: {uuid} is running and stops before its next step"
-    else:
-        sentence = "cancelled 1 workflow"
-    _report(as_json, result, sentence)
+    out.report(as_json, {"uuid": uuid}, uuid)
 
 
 def _pause(queue: str, paused: bool, config_path: str | None, db_path: str | None,
@@ -118,7 +69,7 @@ def _pause(queue: str, paused: bool, config_path: str | None, db_path: str | Non
         sentence = f"{word} queue {queue}"
     else:
         sentence = f"queue {queue} was already {'paused' if paused else 'running'}"
-    _report(as_json, result, sentence)
+    out.report(as_json, result, sentence)
 
 
 @click.command()
@@ -168,17 +119,16 @@ def prune(older_than: float, statuses: tuple[str, ...], yes: bool, dry_run: bool
                                   "statuses": [str(s) for s in chosen],
                                   "cutoff": iso(datetime.fromtimestamp(cutoff, UTC))}
         if dry_run or total == 0:
-            _report(as_json, result, f"would prune {out.count(total, 'workflow')} ({what})"
+            out.report(as_json, result, f"would prune {out.count(total, 'workflow')} ({what})"
                     if dry_run else f"nothing to prune: no {what}")
             return
-        if not yes:
-            if not _interactive():
-                raise UsageFailure(f"prune would delete {out.count(total, 'workflow')}: pass "
-                                   "--yes to confirm (stdin is not a terminal)")
-            click.confirm(f"delete {out.count(total, 'workflow')} ({what})?", abort=True)
+        if not yes and not common.interactive():
+            raise UsageFailure(f"prune would delete {out.count(total, 'workflow')}: pass "
+                               "--yes to confirm (stdin is not a terminal)")
+        common.confirm(f"delete {out.count(total, 'workflow')} ({what})", yes)
         batches = control.prune(store, cutoff=cutoff, statuses=chosen)
         deleted = 0
-        if _show_progress(total, as_json):
+        if common.show_progress(total, as_json):
             with click.progressbar(length=total, label="pruning", file=sys.stderr) as bar:
                 for n in batches:
                     deleted += n
@@ -186,7 +136,7 @@ def prune(older_than: float, statuses: tuple[str, ...], yes: bool, dry_run: bool
         else:
             deleted = sum(batches)
     result["changed"] = deleted
-    _report(as_json, result, f"pruned {out.count(deleted, 'workflow')}")
+    out.report(as_json, result, f"pruned {out.count(deleted, 'workflow')}")
 
 
 @click.command("create-queue")
@@ -222,7 +172,7 @@ def create_queue(name: str, config_path: str | None, db_path: str | None, as_jso
         sentence = f"created queue {name} ({out.count(result['workers'], 'worker')})"
     else:
         sentence = f"updated queue {name}" if result["changed"] else f"queue {name} unchanged"
-    _report(as_json, result, sentence)
+    out.report(as_json, result, sentence)
     _configured(found, name)
 
 
@@ -242,8 +192,8 @@ def close_queue(name: str, force: bool, config_path: str | None, db_path: str | 
     found = target(config_path, db_path)
     with opened(found, write=True) as store:
         result = control.close_queue(store, name, force=force)
-    _report(as_json, result, f"closed queue {name}")
+    out.report(as_json, result, f"closed queue {name}")
     _configured(found, name)
 
 
-ACTIONS = [enqueue, retry, cancel, pause, resume, prune, create_queue, close_queue]
+ACTIONS = [enqueue, pause, resume, prune, create_queue, close_queue]

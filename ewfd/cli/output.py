@@ -41,6 +41,14 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def report(as_json: bool, result: dict[str, Any], sentence: str) -> None:
+    """What an action did: ``result`` as JSON, or one sentence for people."""
+    if as_json:
+        print_json(result)
+    else:
+        echo(sentence)
+
+
 def done_without_table(rows: Sequence[Any], as_json: bool, empty: str) -> bool:
     """Print ``rows`` as JSON, or say there is nothing; True when no table is wanted."""
     if as_json:
@@ -110,6 +118,15 @@ def ago(when: str | datetime | float | None, now: float | None = None) -> str:
     return "just now" if seconds < 1 else f"{span(seconds)} ago"
 
 
+def utc(stamp: str | None) -> str:
+    """``2026-11-25 23:52:03.795 UTC``: the one way ctl prints a point in time (the stored
+    ``...T...Z`` text, made readable and still marked UTC)."""
+    if not stamp:
+        return "-"
+    text = stamp.rstrip("Z").replace("T", " ")
+    return f"{text[:23]} UTC"
+
+
 def millis(ms: float | None) -> str:
     """A step's duration: ``0.4ms``, ``12ms``, ``1.2s``, ``2m03s``."""
     if ms is None:
@@ -163,10 +180,9 @@ def log_line(line: LogLine) -> str:
     rec = line.record
     if rec is None:
         return line.text
-    ts = str(rec.get("timestamp", ""))
-    ts = (ts[:23] if len(ts) > 23 else ts.rstrip("Z")).replace("T", " ")
+    ts = utc(str(rec.get("timestamp", "")))
     level = str(rec.get("level", "")).lower()
-    head = (f"{ts:<23}  {click.style(f'{level:<7}', fg=LEVEL_COLORS.get(level))}  "
+    head = (f"{ts:<27}  {click.style(f'{level:<7}', fg=LEVEL_COLORS.get(level))}  "
             f"{rec.get('pid', '')!s:>7}  {rec.get('event', '')!s:<20}")
     keys = [k for k in _FIRST if k in rec] + sorted(k for k in rec
                                                      if k not in _FIRST and k not in _SKIP)

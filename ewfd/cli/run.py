@@ -9,14 +9,13 @@ import click
 import structlog
 
 from ..app import AppError, load_app
-from ..config import Config, ConfigError, load_config
+from ..config import CONFIG_SEARCH, Config, ConfigError, load_config
 from ..logging import LineWriter, configure
 
 
 @click.command()
 @click.option("--config", "config_path", metavar="PATH",
-              help="TOML config file. Default: $EWFD_CONFIG, else ./ewfd.toml, else the "
-                   "bundled demo app on ./ewfd.db.")
+              help=f"TOML config file. Default: {CONFIG_SEARCH}.")
 def run(config_path: str | None) -> None:
     """Run the supervisor in the foreground.
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
-
-import structlog
 
 from ewfd import (
     Engine,
@@ -41,7 +40,7 @@ from ewfd import (
     backoff,
 )
 
-log = structlog.get_logger("ewfd.examples.http_server")
+log = logging.getLogger("ewfd.examples.http_server")
 
 
 def compose(ctx: StepContext, state: dict[str, Any]) -> None:
@@ -104,23 +103,48 @@ def make_server(engine: Engine, port: int, host: str = "127.0.0.1") -> Threading
             self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http.request", client=self.client_address[0], request=format % args)
+            log.debug("http.request client=%s request=%s", self.client_address[0],
+                      format % args)
 
     return ThreadingHTTPServer((host, port), Handler)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--db", default="http_example.db")
-    args = parser.parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ewfd.examples.http_server",
+        description="An HTTP service that starts a `greet` workflow per request, in the "
+                    "background, and reports its status. GET /greet/NAME answers 202 with "
+                    '{"workflow_id": ...} at once; GET /status/ID returns the workflow as '
+                    "stored (status, current step, state, error). Workflows left unfinished "
+                    "by the last run are resumed at start.",
+        epilog="Try: curl http://127.0.0.1:8090/greet/EWF, then curl "
+               "http://127.0.0.1:8090/status/<workflow_id>. Ctrl-C stops the server after "
+               "the workflows still running finish.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--port", type=int, default=8090,
+                        help="TCP port to listen on; 0 picks a free one")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind; 0.0.0.0 listens on every interface")
+    parser.add_argument("--db", default="http_example.db",
+                        help="SQLite file holding the workflows (created if missing), relative "
+                             "to the current directory")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"],
+                        help="what to log to stderr: info shows each workflow's steps, debug "
+                             "also each request")
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # The program decides how it logs; ewfd's events follow (see ewfd.liblog).
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s "
+                        "%(name)s: %(message)s")
     engine = build_engine(SQLiteStore(args.db))
     resumed = engine.resume_workflows()
     server = make_server(engine, args.port, args.host)
-    log.info("http.listening", host=args.host, port=server.server_address[1],
-             resumed=len(resumed))
+    log.info("http.listening host=%s port=%d resumed=%d", args.host, server.server_address[1],
+             len(resumed))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..model import Attempt, Claimed, Lease, QueueSpec, Workflow, WorkflowStatus
+from ..model import Attempt, Claimed, Lease, QueueSpec, Workflow, WorkflowQuery, WorkflowStatus
 
 DEFAULT_MAX_CRASHES = 5
 
@@ -72,7 +72,8 @@ class Store(Protocol):
     def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
         """Cancel: a pending workflow becomes ``cancelled`` at once, a running one is flagged
         and stops at its next step boundary. Returns the status after the call, or None when
-        nothing applied (already finished). Raises WorkflowNotFound."""
+        nothing changed (already finished, or running and already asked to stop). Raises
+        WorkflowNotFound."""
         ...
 
     def retry_workflow(self, uuid: str) -> bool:
@@ -87,6 +88,32 @@ class Store(Protocol):
         ...
 
     def count_prunable(self, *, older_than: float, statuses: Sequence[WorkflowStatus]) -> int: ...
+
+    # -- operator selections and bulk actions (ewfd ctl) --------------------------
+    def find_workflows(self, query: WorkflowQuery, *, limit: int | None = None,
+                       typed: bool = True) -> list[Workflow]:
+        """The workflows ``query`` selects, newest first."""
+        ...
+
+    def find_uuids(self, query: WorkflowQuery, *, limit: int | None = None) -> list[str]:
+        """The uuids ``query`` selects, oldest first (the order a bulk action goes in)."""
+        ...
+
+    def count_workflows(self, query: WorkflowQuery) -> int: ...
+
+    def with_history(self, uuids: Sequence[str]) -> set[str]:
+        """Those of ``uuids`` with at least one finished attempt: the rest never ran a step."""
+        ...
+
+    def retry_workflows(self, uuids: Sequence[str]) -> list[str]:
+        """:meth:`retry_workflow` for many in one transaction; the uuids that changed
+        (unknown ones are skipped)."""
+        ...
+
+    def cancel_workflows(self, uuids: Sequence[str]) -> dict[str, WorkflowStatus]:
+        """:meth:`cancel_workflow` for many in one transaction; uuid -> status after, for
+        those that changed (unknown ones are skipped)."""
+        ...
 
     def resumable(self) -> list[Resumable]:
         """Pending and running workflows with no queue, oldest first."""

@@ -34,6 +34,7 @@ from ..model import (
     QueueSpec,
     Step,
     Workflow,
+    WorkflowQuery,
     WorkflowStatus,
     iso,
     parse_iso,
@@ -203,7 +204,7 @@ class MemoryStore:
                 row.status, row.error, row.lease_owner, row.lease_expires = (
                     WorkflowStatus.CANCELLED, "cancelled", None, None)
                 row.token += 1
-            elif row.status == _RUNNING:
+            elif row.status == _RUNNING and not row.cancel_requested:
                 row.cancel_requested = True
             else:
                 return None
@@ -223,6 +224,57 @@ class MemoryStore:
             row.updated_at = _now_iso()
             self._changed()
             return True
+
+    # -- operator selections and bulk actions -----------------------------------------------
+    @staticmethod
+    def _selects(query: WorkflowQuery) -> Callable[[_Row], bool]:
+        since = (iso(datetime.fromtimestamp(query.updated_since, UTC))
+                 if query.updated_since is not None else None)
+        needle = query.error.lower() if query.error is not None else None
+
+        def match(r: _Row) -> bool:
+            return ((query.uuid_prefix is None or r.uuid.startswith(query.uuid_prefix))
+                    and (not query.statuses or r.status in query.statuses)
+                    and (not query.queues or r.queue in query.queues)
+                    and (not query.names or r.workflow in query.names)
+                    and (since is None or r.updated_at >= since)
+                    and (needle is None or (r.error is not None and needle in r.error.lower())))
+
+        return match
+
+    def _found(self, query: WorkflowQuery, limit: int | None, newest: bool) -> list[_Row]:
+        match = self._selects(query)
+        rows = [r for r in self._jobs.values() if match(r)]
+        if newest:
+            rows.reverse()
+        return rows if limit is None else rows[:max(int(limit), 0)]
+
+    def find_workflows(self, query: WorkflowQuery, *, limit: int | None = None,
+                       typed: bool = True) -> list[Workflow]:
+        with self._lock:
+            return [self._workflow(r, typed) for r in self._found(query, limit, True)]
+
+    def find_uuids(self, query: WorkflowQuery, *, limit: int | None = None) -> list[str]:
+        with self._lock:
+            return [r.uuid for r in self._found(query, limit, False)]
+
+    def count_workflows(self, query: WorkflowQuery) -> int:
+        with self._lock:
+            return len(self._found(query, None, False))
+
+    def with_history(self, uuids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {u for u in uuids
+                    if u in self._by_uuid and self._history[self._by_uuid[u]]}
+
+    def retry_workflows(self, uuids: Sequence[str]) -> list[str]:
+        with self._lock:
+            return [u for u in uuids if u in self._by_uuid and self.retry_workflow(u)]
+
+    def cancel_workflows(self, uuids: Sequence[str]) -> dict[str, WorkflowStatus]:
+        with self._lock:
+            after = {u: self.cancel_workflow(u) for u in uuids if u in self._by_uuid}
+            return {u: s for u, s in after.items() if s is not None}
 
     @staticmethod
     def _prunable(older_than: float,

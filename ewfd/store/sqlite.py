@@ -8,6 +8,7 @@ that opened it: open the store after ``fork``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from ..model import (
     QueueSpec,
     Step,
     Workflow,
+    WorkflowQuery,
     WorkflowStatus,
     iso,
     parse_iso,
@@ -401,38 +403,111 @@ class SQLiteStore:
         ]
 
     def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
-        now = _now_iso()
+        return self._write(lambda conn: self._cancel(conn, uuid, _now_iso()))
 
-        def tx(conn: sqlite3.Connection) -> WorkflowStatus | None:
-            row = conn.execute("SELECT status FROM jobs WHERE uuid = ?", (uuid,)).fetchone()
-            if row is None:
-                raise WorkflowNotFound(f"no workflow {uuid}")
-            status = WorkflowStatus(row[0])
-            if status == WorkflowStatus.PENDING:
-                conn.execute(
-                    "UPDATE jobs SET status='cancelled', error='cancelled', lease_owner=NULL, "
-                    "lease_expires=NULL, token=token+1, updated_at=? WHERE uuid=?", (now, uuid))
-                return WorkflowStatus.CANCELLED
-            if status == WorkflowStatus.RUNNING:
-                conn.execute("UPDATE jobs SET cancel_requested=1, updated_at=? WHERE uuid=?",
-                             (now, uuid))
-                return WorkflowStatus.RUNNING
-            return None
+    @staticmethod
+    def _cancel(conn: sqlite3.Connection, uuid: str, now: str) -> WorkflowStatus | None:
+        row = conn.execute("SELECT status, cancel_requested FROM jobs WHERE uuid = ?",
+                           (uuid,)).fetchone()
+        if row is None:
+            raise WorkflowNotFound(f"no workflow {uuid}")
+        status = WorkflowStatus(row[0])
+        if status == WorkflowStatus.PENDING:
+            conn.execute(
+                "UPDATE jobs SET status='cancelled', error='cancelled', lease_owner=NULL, "
+                "lease_expires=NULL, token=token+1, updated_at=? WHERE uuid=?", (now, uuid))
+            return WorkflowStatus.CANCELLED
+        if status == WorkflowStatus.RUNNING and not row[1]:
+            conn.execute("UPDATE jobs SET cancel_requested=1, updated_at=? WHERE uuid=?",
+                         (now, uuid))
+            return WorkflowStatus.RUNNING
+        return None
+
+    def retry_workflow(self, uuid: str) -> bool:
+        return self._write(lambda conn: self._retry(conn, uuid, _now_iso()))
+
+    @staticmethod
+    def _retry(conn: sqlite3.Connection, uuid: str, now: str) -> bool:
+        row = conn.execute("SELECT status FROM jobs WHERE uuid = ?", (uuid,)).fetchone()
+        if row is None:
+            raise WorkflowNotFound(f"no workflow {uuid}")
+        cur = conn.execute(
+            "UPDATE jobs SET status='pending', error=NULL, attempt=0, crashes=0, "
+            "cancel_requested=0, not_before=0, retry_wait=NULL, lease_owner=NULL, "
+            "lease_expires=NULL, "
+            "updated_at=? WHERE uuid=? AND status IN ('failed','cancelled')", (now, uuid))
+        return cur.rowcount == 1
+
+    # -- operator selections and bulk actions -----------------------------------------------
+    @staticmethod
+    def _selects(query: WorkflowQuery) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its parameters) of ``query``."""
+        where: list[str] = []
+        params: list[Any] = []
+        if query.uuid_prefix is not None:     # a range, so the uuid index serves it
+            where.append("uuid >= ? AND uuid < ?")
+            params += [query.uuid_prefix, query.uuid_prefix + "\U0010ffff"]
+        for column, values in (("status", [str(s) for s in query.statuses]),
+                               ("queue", list(query.queues)), ("workflow", list(query.names))):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                params += values
+        if query.updated_since is not None:
+            where.append("updated_at >= ?")
+            params.append(iso(datetime.fromtimestamp(query.updated_since, UTC)))
+        if query.error is not None:
+            where.append("instr(lower(error), lower(?)) > 0")
+            params.append(query.error)
+        return " AND ".join(where) or "1", params
+
+    def find_workflows(self, query: WorkflowQuery, *, limit: int | None = None,
+                       typed: bool = True) -> list[Workflow]:
+        where, params = self._selects(query)
+        sql = f"SELECT {_WF_COLUMNS} FROM jobs WHERE {where} ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._workflow(r, typed=typed) for r in self._read(sql, params)]
+
+    def find_uuids(self, query: WorkflowQuery, *, limit: int | None = None) -> list[str]:
+        where, params = self._selects(query)
+        sql = f"SELECT uuid FROM jobs WHERE {where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [str(r[0]) for r in self._read(sql, params)]
+
+    def count_workflows(self, query: WorkflowQuery) -> int:
+        where, params = self._selects(query)
+        return int(self._read(f"SELECT count(*) FROM jobs WHERE {where}", params)[0][0])
+
+    def with_history(self, uuids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(uuids), 500):
+            chunk = list(uuids[i:i + 500])
+            found.update(str(r[0]) for r in self._read(
+                "SELECT uuid FROM jobs WHERE uuid IN ({}) AND EXISTS (SELECT 1 FROM history "
+                "WHERE job_id = jobs.id)".format(",".join("?" * len(chunk))), chunk))
+        return found
+
+    def retry_workflows(self, uuids: Sequence[str]) -> list[str]:
+        def tx(conn: sqlite3.Connection) -> list[str]:
+            now, changed = _now_iso(), []
+            for uuid in uuids:
+                with contextlib.suppress(WorkflowNotFound):
+                    if self._retry(conn, uuid, now):
+                        changed.append(uuid)
+            return changed
 
         return self._write(tx)
 
-    def retry_workflow(self, uuid: str) -> bool:
-        def tx(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT status FROM jobs WHERE uuid = ?", (uuid,)).fetchone()
-            if row is None:
-                raise WorkflowNotFound(f"no workflow {uuid}")
-            cur = conn.execute(
-                "UPDATE jobs SET status='pending', error=NULL, attempt=0, crashes=0, "
-                "cancel_requested=0, not_before=0, retry_wait=NULL, lease_owner=NULL, "
-                "lease_expires=NULL, "
-                "updated_at=? WHERE uuid=? AND status IN ('failed','cancelled')",
-                (_now_iso(), uuid))
-            return cur.rowcount == 1
+    def cancel_workflows(self, uuids: Sequence[str]) -> dict[str, WorkflowStatus]:
+        def tx(conn: sqlite3.Connection) -> dict[str, WorkflowStatus]:
+            now, changed = _now_iso(), {}
+            for uuid in uuids:
+                with contextlib.suppress(WorkflowNotFound):
+                    after = self._cancel(conn, uuid, now)
+                    if after is not None:
+                        changed[uuid] = after
+            return changed
 
         return self._write(tx)
 

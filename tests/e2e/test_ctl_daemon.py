@@ -132,14 +132,15 @@ def test_cancel_running_stops_at_next_step(ctl_daemon: CtlDaemon, tmp_path: Path
     wait_for(lambda: any(w["workflow_uuid"] == uuid and w["step"] == "wait_marker"
                          for w in ctl_daemon.workers()), "a worker running wait_marker")
     result = ctl_daemon.json("cancel", uuid)
-    assert result == {"changed": 1, "uuid": uuid, "status": "running", "cancel_requested": True}
+    assert result.items() >= {"changed": 1, "uuid": uuid, "status": "running",
+                              "cancel_requested": True}.items()
     assert ctl_daemon.status(uuid) == "running"     # the step in progress is never torn
     marker.touch()
     wf = ctl_daemon.wait_status(uuid, "cancelled")
     assert [(h["step"], h["outcome"]) for h in wf["history"]] == [("wait_marker", "completed")]
     assert wf["state"] == {"marker": str(marker), "waited": True}   # "finish" never ran
-    again = ctl_daemon.ctl("cancel", uuid, check=False)
-    assert again.returncode == 1 and "already cancelled" in again.stderr
+    again = ctl_daemon.ctl("cancel", uuid, check=False)     # a second cancel: no change
+    assert again.returncode == 0 and "already cancelled (nothing changed)" in again.stdout
 
 
 @pytest.mark.timeout(60)
@@ -212,6 +213,6 @@ def test_tail_follow_prints_new_lines_of_one_workflow(ctl_daemon: CtlDaemon) -> 
         reader.join(5)
     while not lines.empty():
         seen.append(lines.get())
-    events = [line.split()[4] for line in seen]
+    events = [line.split()[5] for line in seen]     # date, time, UTC, level, pid, event
     assert events[0] == "workflow.started" and "step.completed" in events
     assert all(mine in line for line in seen) and not any(other in line for line in seen)

@@ -35,7 +35,7 @@ from ewfd import (
     runtime,
     state_type,
 )
-from ewfd.cli import ctl_actions, main
+from ewfd.cli import common, main
 from ewfd.logtail import LogFilter, tail
 from ewfd.worker import Worker
 
@@ -218,8 +218,8 @@ def test_retry_failed_then_completes(fx: Fixture) -> None:
 
 
 def test_retry_json_and_what_does_not_apply(fx: Fixture) -> None:
-    assert ok_json("retry", fx.uuids["failed"], "--db", str(fx.db)) == {
-        "changed": 1, "uuid": fx.uuids["failed"], "status": "pending"}
+    assert ok_json("retry", fx.uuids["failed"], "--db", str(fx.db)).items() >= {
+        "changed": 1, "uuid": fx.uuids["failed"], "status": "pending"}.items()
     result = ctl("retry", fx.uuids["completed"], "--db", str(fx.db))
     assert result.exit_code == 1 and "is completed: only failed or cancelled" in result.stderr
     assert ctl("retry", "nope", "--db", str(fx.db)).exit_code == 1
@@ -233,7 +233,8 @@ def test_cancel_pending_and_running(fx: Fixture) -> None:
     claimed = fx.store.claim("other", "someone", 30.0)
     assert claimed is not None and claimed.workflow.uuid == uuid
     data = ok_json("cancel", uuid, "--db", str(fx.db))
-    assert data == {"changed": 1, "uuid": uuid, "status": "running", "cancel_requested": True}
+    assert data.items() >= {"changed": 1, "uuid": uuid, "status": "running",
+                            "cancel_requested": True}.items()
     assert fx.store.cancel_requested(claimed.lease)
 
 
@@ -281,11 +282,11 @@ def test_prune_keeps_recent(fx: Fixture) -> None:
 
 
 def test_prune_asks_on_a_terminal(fx: Fixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ctl_actions, "_interactive", lambda: True)
+    monkeypatch.setattr(common, "interactive", lambda: True)
     result = ctl("prune", "--older-than", "0s", "--db", str(fx.db), input="n\n")
     assert result.exit_code == 1 and "delete 1 workflow" in result.output
     assert fx.status(fx.uuids["completed"]) == WorkflowStatus.COMPLETED
-    monkeypatch.setattr(ctl_actions, "_show_progress", lambda total, as_json: True)
+    monkeypatch.setattr(common, "show_progress", lambda total, as_json: True)
     result = ctl("prune", "--older-than", "0s", "--db", str(fx.db), input="y\n")
     assert result.exit_code == 0 and result.stdout.endswith("pruned 1 workflow\n")
     assert "pruning" in result.stderr
@@ -433,7 +434,7 @@ def log_file(tmp_path: Path) -> Path:
 def test_tail_human_and_filters(log_file: Path) -> None:
     lines = ctl("tail", "--file", str(log_file)).stdout.splitlines()
     assert len(lines) == 4 and lines[2] == "Traceback (most recent call last): not json"
-    assert lines[1].startswith("2025-01-02 03:04:05.678  info")
+    assert lines[1].startswith("2025-01-02 03:04:05.678 UTC  info")
     assert "step.completed" in lines[1] and "workflow_uuid=aaaa-1" in lines[1]
     assert lines[3].endswith('error="step s: boom"')
     only = ctl("tail", "--file", str(log_file), "--workflow", "aaaa").stdout.splitlines()
