@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import structlog
 
-from . import identity, runner, runtime, systemd
+from . import critical, identity, runner, runtime, systemd
 from .config import Config, QueueConfig
 from .engine import Engine
 from .errors import StoreError
@@ -134,8 +134,8 @@ class Supervisor:
         signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
         self.changes = ChangeWaiter(str(self.config.database))
         self._db_woke = 0.0
-        for sig in HANDLED:
-            signal.signal(sig, self._on_signal)
+        for sig in HANDLED:   # defers: it only queues, and then a store write need not swap it
+            signal.signal(sig, critical.defers(self._on_signal))
         self.engine.bind(self.db, save_templates=True)
         self.store_config_queues()
         self.release_dead_owners("supervisor died")   # workers of a supervisor that was killed

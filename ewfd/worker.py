@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from . import identity, runner
+from . import critical, identity, runner
 from .engine import Engine
 from .errors import LeaseLost, StoreError
 from .model import QueueSpec, Workflow
@@ -124,12 +124,21 @@ class Worker:
         return fallback
 
     def _idle_wait(self, seconds: float) -> None:
+        # SIGTERM raises _Interrupt only while ``waiting``; the outer try catches it wherever
+        # it lands, even in the inner ``finally``, and ``waiting`` is False again before any
+        # step can run, so the handler never raises into one.
+        try:
+            self._wait(seconds)
+        except _Interrupt:
+            pass
+        finally:
+            self.waiting = False
+
+    def _wait(self, seconds: float) -> None:
         self.waiting = True
         try:
             if not self.stop.is_set():
                 self.store.wait_for_change(seconds)
-        except _Interrupt:
-            pass
         finally:
             self.waiting = False
 
@@ -178,10 +187,17 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
                 slot.stopping()
                 raise _Interrupt()
 
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
+        def on_usr1(signum: int, frame: FrameType | None) -> None:
+            # Runs in the middle of whatever the worker does, a step included: it must not
+            # raise (reopen_log logs its own failure and keeps the old file).
+            with contextlib.suppress(Exception):
+                reopen_log()
+
+        # critical.defers: inside a store write the handler waits for the COMMIT.
+        signal.signal(signal.SIGTERM, critical.defers(on_term))
+        signal.signal(signal.SIGINT, critical.defers(on_term))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR1, lambda s, f: reopen_log())
+        signal.signal(signal.SIGUSR1, critical.defers(on_usr1))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         log = structlog.get_logger("ewfd").bind(queue=queue.name)

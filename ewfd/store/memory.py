@@ -8,7 +8,9 @@ tested on it behaves the same on SQLite. State, steps, metadata and templates
 are kept as JSON text, as SQLite keeps them: a value that would not survive the
 database fails here too, and every load returns fresh objects.
 
-One re-entrant lock guards everything. :meth:`MemoryStore.wait_for_change`
+One re-entrant lock guards everything; every write is also a critical section
+(:mod:`ewfd.critical`), so a signal handler's exception never leaves a row half
+changed. :meth:`MemoryStore.wait_for_change`
 blocks on a condition notified by every write that changed something; a
 thread's own writes do not wake it, just as a SQLite connection's own commits
 leave its ``data_version`` alone.
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import codec
+from .. import codec, critical
 from ..errors import LeaseLost, QueueNotFound, StoreError, TemplateNotFound, WorkflowNotFound
 from ..model import (
     Attempt,
@@ -152,7 +154,7 @@ class MemoryStore:
         now = _now_iso()
         steps = json.dumps([s.to_dict() for s in wf.steps]) if wf.steps else None
         metadata = json.dumps(wf.metadata)
-        with self._lock:
+        with self._lock, critical.section():
             if wf.uuid in self._by_uuid:
                 raise StoreError(f"memory: UNIQUE constraint failed: workflow {wf.uuid} exists")
             row = _Row(self._next_id, wf.uuid, wf.queue, wf.name, state_json, wf.display_name,
@@ -182,7 +184,7 @@ class MemoryStore:
             return [self._workflow(r, typed) for r in rows]
 
     def delete_workflow(self, uuid: str) -> bool:
-        with self._lock:
+        with self._lock, critical.section():
             job_id = self._by_uuid.pop(uuid, None)
             if job_id is None:
                 return False
@@ -195,7 +197,7 @@ class MemoryStore:
             return list(self._history[self._row(uuid).id])
 
     def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
-        with self._lock:
+        with self._lock, critical.section():
             row = self._row(uuid)
             if row.status == _PENDING:
                 row.status, row.error, row.lease_owner, row.lease_expires = (
@@ -210,7 +212,7 @@ class MemoryStore:
             return row.status
 
     def retry_workflow(self, uuid: str) -> bool:
-        with self._lock:
+        with self._lock, critical.section():
             row = self._row(uuid)
             if row.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
                 return False
@@ -241,7 +243,7 @@ class MemoryStore:
 
         def batches() -> Iterator[int]:
             while True:
-                with self._lock:
+                with self._lock, critical.section():
                     ids = [r.id for r in self._jobs.values() if match(r)]
                     ids = ids[:int(batch)] if int(batch) >= 0 else ids
                     for job_id in ids:
@@ -270,7 +272,7 @@ class MemoryStore:
 
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
         now = time.time()
-        with self._lock:
+        with self._lock, critical.section():
             spec = self._queues.get(queue)
             if spec is not None and spec[0].paused:
                 return None
@@ -280,7 +282,7 @@ class MemoryStore:
             return None
 
     def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
-        with self._lock:
+        with self._lock, critical.section():
             job_id = self._by_uuid.get(uuid)
             row = None if job_id is None else self._jobs[job_id]
             if row is None or row.status != _PENDING:
@@ -300,7 +302,7 @@ class MemoryStore:
     def save_step(self, lease: Lease, *, step_index: int, state_json: str, attempt: Attempt,
                   completed: bool) -> bool:
         stored = _stored(attempt)
-        with self._lock:
+        with self._lock, critical.section():
             row = self._fenced(lease)
             row.state, row.current_step, row.attempt, row.crashes = (
                 state_json, step_index + 1, 0, 0)
@@ -315,7 +317,7 @@ class MemoryStore:
 
     def record_attempt(self, lease: Lease, *, attempt: Attempt) -> bool:
         stored = _stored(attempt)
-        with self._lock:
+        with self._lock, critical.section():
             row = self._fenced(lease)
             row.attempt = attempt.attempt
             self._history[row.id].append(stored)
@@ -325,7 +327,7 @@ class MemoryStore:
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
                 attempt: Attempt | None = None, not_before: float = 0.0) -> None:
         stored = None if attempt is None else _stored(attempt)
-        with self._lock:
+        with self._lock, critical.section():
             row = self._fenced(lease)
             row.status, row.error, row.not_before = WorkflowStatus(status), error, not_before
             row.lease_owner = row.lease_expires = None
@@ -351,7 +353,7 @@ class MemoryStore:
 
     def renew_leases(self, owners: Sequence[str], lease: float) -> int:
         expires, n = time.time() + lease, 0
-        with self._lock:
+        with self._lock, critical.section():
             for r in self._jobs.values():
                 if r.status == _RUNNING and r.lease_owner in owners:
                     r.lease_expires, n = expires, n + 1
@@ -372,7 +374,7 @@ class MemoryStore:
             raise ValueError("interrupt needs an owner or expired=True")
         t, now = time.time(), utcnow()
         out = []
-        with self._lock:
+        with self._lock, critical.section():
             for r in self._jobs.values():
                 if r.status != _RUNNING:
                     continue
@@ -404,7 +406,7 @@ class MemoryStore:
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
         out = []
-        with self._lock:
+        with self._lock, critical.section():
             for r in self._jobs.values():
                 if r.status == _PENDING and r.queue is not None and r.queue not in self._queues:
                     error = (f"unknown queue {r.queue!r}: no configured or created queue has "
@@ -424,7 +426,7 @@ class MemoryStore:
     # -- templates ------------------------------------------------------------------------
     def save_template(self, name: str, steps: Sequence[dict[str, Any]]) -> None:
         text = json.dumps(list(steps))
-        with self._lock:
+        with self._lock, critical.section():
             if self._templates.get(name) != text:
                 self._templates[name] = text
                 self._changed()
@@ -442,7 +444,7 @@ class MemoryStore:
 
     # -- queues -----------------------------------------------------------------------------
     def save_queue(self, spec: QueueSpec) -> None:
-        with self._lock:
+        with self._lock, critical.section():
             old = self._queues.get(spec.name)
             if old is not None:
                 spec = dataclasses.replace(spec, paused=old[0].paused)
@@ -450,7 +452,7 @@ class MemoryStore:
             self._changed()
 
     def delete_queue(self, name: str) -> None:
-        with self._lock:
+        with self._lock, critical.section():
             if self._queues.pop(name, None) is None:
                 raise QueueNotFound(f"no queue {name!r}")
             self._changed()
@@ -466,7 +468,7 @@ class MemoryStore:
             return [self._queues[n][0] for n in sorted(self._queues)]
 
     def set_paused(self, name: str, paused: bool) -> bool:
-        with self._lock:
+        with self._lock, critical.section():
             if name not in self._queues:
                 raise QueueNotFound(f"no queue {name!r}")
             spec = self._queues[name][0]
