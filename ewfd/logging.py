@@ -26,9 +26,9 @@ class LineWriter:
     def __init__(self, target: str) -> None:
         self.target = target
         self.fd = -1
-        self.reopen()
+        self._open()   # raises OSError: ``ewfd run`` reports it as a config error
 
-    def reopen(self) -> None:
+    def _open(self) -> None:
         if self.target == "-":
             if self.fd < 0:   # our own copy: workers point fd 1 at a capture pipe
                 self.fd = os.dup(sys.stdout.fileno())
@@ -37,6 +37,22 @@ class LineWriter:
         old, self.fd = self.fd, fd
         if old >= 0:
             os.close(old)
+
+    def reopen(self) -> bool:
+        """Reopen the file at ``target`` (after logrotate moved it); False if that failed.
+
+        Never raises: it runs from a signal handler, in the middle of whatever the process
+        was doing (a worker's step). A path that cannot be opened (a directory now, a full
+        disk, a permission) is logged as ``log.reopen_failed`` and the lines go on to the
+        file already open, so nothing is lost and the next SIGUSR1 tries again.
+        """
+        try:
+            self._open()
+        except OSError as exc:
+            structlog.get_logger("ewfd").error("log.reopen_failed", path=self.target,
+                                               error=exc.strerror or str(exc))
+            return False
+        return True
 
     def write_line(self, line: str) -> None:
         data = (line + "\n").encode("utf-8", "replace")
