@@ -3,7 +3,8 @@
 The library only ever calls ``structlog.get_logger``; this module is used by
 ``ewfd run`` alone, so an embedding program keeps its own logging set-up.
 Each line is written with a single ``os.write`` on a file opened ``O_APPEND``
-(or stdout), so lines from the supervisor and its workers never interleave.
+(or stdout), and is at most PIPE_BUF bytes (:mod:`ewfd.loglimit`), so lines from
+the supervisor and its workers never interleave, on a pipe or socket either.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from . import loglimit
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -100,7 +103,7 @@ def render(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     event["level"] = "warning" if method == "warn" else method
     event["timestamp"] = _timestamp()
     event["pid"] = os.getpid()
-    return _encoder.encode(event)
+    return loglimit.fit(event, _encoder.encode(event), _encoder.encode)
 
 
 def configure(writer: LineWriter, level: str = "info") -> None:
