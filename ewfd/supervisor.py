@@ -135,7 +135,7 @@ class Supervisor:
         signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
         self.changes = ChangeWaiter(str(self.config.database))
         self._db_woke = 0.0
-        for sig in HANDLED:   # defers: it only queues, and then a store write need not swap it
+        for sig in HANDLED:   # marked as ewfd's own, so store writes need not swap it out
             signal.signal(sig, critical.defers(self._on_signal))
         self.engine.bind(self.db, save_templates=True)
         self.store_config_queues()

@@ -63,13 +63,13 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -
 
 
 def _call_with_alarm(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
-    running = True
-    late: list[bool] = []
+    running, late = True, False
 
     def on_alarm(signum: int, frame: FrameType | None) -> None:
+        nonlocal late
         if running:
             raise StepTimeout(_message(timeout))
-        late.append(True)   # fired as the step returned: raise once the handlers are back
+        late = True   # fired as the step returned: raised below, once the handlers are back
 
     # critical.defers: inside a store write (the step's own engine.run, say) the timeout
     # waits for the COMMIT instead of leaving the transaction open.

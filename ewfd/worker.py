@@ -124,15 +124,11 @@ class Worker:
         return fallback
 
     def _idle_wait(self, seconds: float) -> None:
-        # SIGTERM raises _Interrupt only while ``waiting``; the outer try catches it wherever
-        # it lands, even in the inner ``finally``, and ``waiting`` is False again before any
-        # step can run, so the handler never raises into one.
-        try:
+        # SIGTERM raises _Interrupt only while ``waiting``, and clears it as it does: one per
+        # wait, caught here wherever in _wait it lands (even in its ``finally``), and never
+        # raised into a step.
+        with contextlib.suppress(_Interrupt):
             self._wait(seconds)
-        except _Interrupt:
-            pass
-        finally:
-            self.waiting = False
 
     def _wait(self, seconds: float) -> None:
         self.waiting = True
@@ -184,6 +180,7 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             # Mid-step the slot must keep saying RUNNING: the supervisor renews the lease
             # and enforces the step's timeout from it until the step ends.
             if worker_ref and worker_ref[0].waiting:
+                worker_ref[0].waiting = False   # at most one _Interrupt per wait
                 slot.stopping()
                 raise _Interrupt()
 
