@@ -70,8 +70,8 @@ def _raise_system_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(f"host handler of signal {signum}")
 
 
-# Each case: the signal, the handler to install (None: keep what is there), what surfaces,
-# and how the write is called (directly, or inside a step under ewfd's own timeout).
+# Each case: the signal, the handler to install (None: ewfd's own, the step timeout's
+# SIGALRM, installed by timeouts.call around the write), and what surfaces.
 CASES = {
     "sigint-keyboardinterrupt": (signal.SIGINT, signal.default_int_handler, KeyboardInterrupt),
     "sigterm-host-systemexit": (signal.SIGTERM, _raise_system_exit, SystemExit),
@@ -101,7 +101,7 @@ def call_as(case: str, write: Callable[[], Any]) -> None:
     if handler is not None:
         signal.signal(signum, handler)
     if signum == signal.SIGALRM:
-        timeouts.call(lambda: write(), (), 60.0)
+        timeouts.call(write, (), 60.0)
     else:
         write()
 
