@@ -3,7 +3,8 @@
 The library only ever calls ``structlog.get_logger``; this module is used by
 ``ewfd run`` alone, so an embedding program keeps its own logging set-up.
 Each line is written with a single ``os.write`` on a file opened ``O_APPEND``
-(or stdout), so lines from the supervisor and its workers never interleave.
+(or stdout), and is at most PIPE_BUF bytes (:mod:`ewfd.loglimit`), so lines from
+the supervisor and its workers never interleave, on a pipe or socket either.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from . import loglimit
 from .codec import TEXT_ERRORS
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -28,9 +30,9 @@ class LineWriter:
     def __init__(self, target: str) -> None:
         self.target = target
         self.fd = -1
-        self.reopen()
+        self._open()   # raises OSError: ``ewfd run`` reports it as a config error
 
-    def reopen(self) -> None:
+    def _open(self) -> None:
         if self.target == "-":
             if self.fd < 0:   # our own copy: workers point fd 1 at a capture pipe
                 self.fd = os.dup(sys.stdout.fileno())
@@ -39,6 +41,22 @@ class LineWriter:
         old, self.fd = self.fd, fd
         if old >= 0:
             os.close(old)
+
+    def reopen(self) -> bool:
+        """Reopen the file at ``target`` (after logrotate moved it); False if that failed.
+
+        Never raises: it runs from a signal handler, in the middle of whatever the process
+        was doing (a worker's step). A path that cannot be opened (a directory now, a full
+        disk, a permission) is logged as ``log.reopen_failed`` and the lines go on to the
+        file already open, so nothing is lost and the next SIGUSR1 tries again.
+        """
+        try:
+            self._open()
+        except OSError as exc:
+            structlog.get_logger("ewfd").error("log.reopen_failed", path=self.target,
+                                               error=exc.strerror or str(exc))
+            return False
+        return True
 
     def write_line(self, line: str) -> None:
         data = (line + "\n").encode("utf-8", TEXT_ERRORS)   # inside JSON: an exact escape
@@ -86,7 +104,7 @@ def render(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     event["level"] = "warning" if method == "warn" else method
     event["timestamp"] = _timestamp()
     event["pid"] = os.getpid()
-    return _encoder.encode(event)
+    return loglimit.fit(event, _encoder.encode(event), _encoder.encode)
 
 
 def configure(writer: LineWriter, level: str = "info") -> None:

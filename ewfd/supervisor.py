@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import structlog
 
-from . import codec, identity, proctree, runner, runtime, systemd
+from . import codec, critical, identity, proctree, runner, runtime, systemd
 from .config import Config, QueueConfig
 from .engine import Engine
 from .errors import StoreError
@@ -78,7 +78,7 @@ def signal_name(signum: int) -> str:
 
 
 class Supervisor:
-    def __init__(self, config: Config, engine: Engine, *, reopen_log: Callable[[], None],
+    def __init__(self, config: Config, engine: Engine, *, reopen_log: Callable[[], bool],
                  reload_config: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.engine = engine
@@ -92,6 +92,7 @@ class Supervisor:
         self.signals: list[int] = []
         self.stopping = False
         self.running = False
+        self.reload_pending = False   # a HUP's config is read but not yet stored (database busy)
         self.booted = False      # a worker has started once: later boot failures are transient
         self.exit_code = 0
         self.store: SQLiteStore | None = None
@@ -136,8 +137,8 @@ class Supervisor:
         signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
         self.changes = ChangeWaiter(str(self.config.database))
         self._db_woke = 0.0
-        for sig in HANDLED:
-            signal.signal(sig, self._on_signal)
+        for sig in HANDLED:   # marked as ewfd's own, so store writes need not swap it out
+            signal.signal(sig, critical.defers(self._on_signal))
         proctree.become_subreaper()   # what a dead worker leaves comes to us, not to init
         self.kill_leftovers()
         self.engine.bind(self.db, save_templates=True)
@@ -257,22 +258,34 @@ class Supervisor:
 
     # -- signals ---------------------------------------------------------------------------
     def handle_signals(self) -> None:
+        """Act on the queued signals. What one fails on is logged, never raised: HUP and
+        USR1 must not stop the daemon, whatever the database or the disk is doing."""
         while self.signals:
             signum = self.signals.pop(0)
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                self.handle_stop(signum)
-            elif signum == signal.SIGQUIT:   # Ctrl-backslash: stop now (TERM, TERM)
-                self.handle_stop(signum, at_once=True)
-            elif signum == signal.SIGTSTP:
-                self.handle_tstp()
-            elif signum == signal.SIGHUP:
-                self.handle_hup()
-            elif signum == signal.SIGUSR1:
-                self.reopen_log()
-                for pid in self.workers:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGUSR1)
-                self.log.info("supervisor.log_reopened")
+            try:
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self.handle_stop(signum)
+                elif signum == signal.SIGQUIT:   # Ctrl-backslash: stop now (TERM, TERM)
+                    self.handle_stop(signum, at_once=True)
+                elif signum == signal.SIGTSTP:
+                    self.handle_tstp()
+                elif signum == signal.SIGHUP:
+                    self.handle_hup()
+                elif signum == signal.SIGUSR1:
+                    self.handle_usr1()
+            except Exception as exc:
+                self.log.exception("supervisor.signal_failed", signal=signal_name(signum),
+                                   error=str(exc))
+
+    def handle_usr1(self) -> None:
+        """Reopen the log (logrotate); a failure is logged by ``reopen_log`` and changes
+        nothing else: the workers are told all the same."""
+        reopened = self.reopen_log()
+        for pid in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        if reopened:
+            self.log.info("supervisor.log_reopened")
 
     def handle_stop(self, signum: int, at_once: bool = False) -> None:
         if self.stopping or at_once:   # a second TERM/INT, or QUIT: do not wait any longer
@@ -311,15 +324,27 @@ class Supervisor:
             systemd.ready()
             return
         self.config = replace(config, database=self.config.database, app=self.config.app)
-        self.store_config_queues()
-        self.sync_queues()
+        self.reload_pending = True
+        self.apply_reload()
+        systemd.ready()
+
+    def apply_reload(self) -> None:
+        """Store the reloaded config's queues and replace the workers. A database that is
+        locked or full makes the reload wait, not the daemon fail: it is tried again every
+        second (from :meth:`duties`) until it lands."""
+        try:
+            self.store_config_queues()
+            self.sync_queues()
+        except StoreError as exc:
+            self.log.error("supervisor.reload_failed", error=str(exc), retry_in=1.0)
+            return
+        self.reload_pending = False
         for proc in list(self.workers.values()):
             self.retire(proc, "reload")
         for pool in self.pools.values():
             pool.failures, pool.next_start = 0, 0.0
         self.log.info("supervisor.reloaded",
                       workers=sum(p.spec.workers for p in self.pools.values()))
-        systemd.ready()
 
     def retire(self, proc: WorkerProc, why: str) -> None:
         """Ask a worker to finish its current step and exit (SIGTERM)."""
@@ -473,6 +498,8 @@ class Supervisor:
             if self.every("escapees", 1.0):
                 self.note_escapees()
             self.keep_leases()
+            if self.reload_pending and self.every("reload", 1.0):
+                self.apply_reload()
             if self.every("reclaim", 1.0):
                 self.release_dead_owners("worker died")
                 # Renew our live workers' leases first: after a full disk or a long lock their

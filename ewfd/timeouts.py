@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
+from . import critical
 from .errors import StepTimeout
 
 
@@ -60,20 +61,31 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None,
 
 
 def _call_with_alarm(fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> Any:
-    def on_alarm(signum: int, frame: FrameType | None) -> None:
-        raise StepTimeout(_message(timeout))
+    running, late = True, False
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        nonlocal late
+        if running:
+            raise StepTimeout(_message(timeout))
+        late = True   # fired as the step returned: raised below, once the handlers are back
+
+    # critical.defers: inside a store write (the step's own engine.run, say) the timeout
+    # waits for the COMMIT instead of leaving the transaction open.
+    previous = signal.signal(signal.SIGALRM, critical.defers(on_alarm))
     start = time.monotonic()
     outer, outer_interval = signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        return fn(*args)
+        result = fn(*args)
     finally:
+        running = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if outer > 0:   # the host program's own timer (pytest-timeout, say): give it back
             left = max(outer - (time.monotonic() - start), 0.001)
             signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
+    if late:
+        raise StepTimeout(_message(timeout))
+    return result
 
 
 def _run_async(awaitable: Awaitable[Any], timeout: float | None, start: float) -> Any:

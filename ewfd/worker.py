@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import structlog
 
-from . import codec, identity, liblog, proctree, runner
+from . import codec, critical, identity, liblog, proctree, runner
 from .engine import Engine
 from .errors import LeaseLost, StoreError
 from .model import QueueSpec, Workflow
@@ -145,12 +145,17 @@ class Worker:
         return fallback
 
     def _idle_wait(self, seconds: float) -> None:
+        # SIGTERM raises _Interrupt only while ``waiting``, and clears it as it does: one per
+        # wait, caught here wherever in _wait it lands (even in its ``finally``), and never
+        # raised into a step.
+        with contextlib.suppress(_Interrupt):
+            self._wait(seconds)
+
+    def _wait(self, seconds: float) -> None:
         self.waiting = True
         try:
             if not self.stop.is_set():
                 self.store.wait_for_change(seconds)
-        except _Interrupt:
-            pass
         finally:
             self.waiting = False
 
@@ -208,13 +213,21 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             # Mid-step the slot must keep saying RUNNING: the supervisor renews the lease
             # and enforces the step's timeout from it until the step ends.
             if worker_ref and worker_ref[0].waiting:
+                worker_ref[0].waiting = False   # at most one _Interrupt per wait
                 slot.stopping()
                 raise _Interrupt()
 
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
+        def on_usr1(signum: int, frame: FrameType | None) -> None:
+            # Runs in the middle of whatever the worker does, a step included: it must not
+            # raise (reopen_log logs its own failure and keeps the old file).
+            with contextlib.suppress(Exception):
+                reopen_log()
+
+        # critical.defers: inside a store write the handler waits for the COMMIT.
+        signal.signal(signal.SIGTERM, critical.defers(on_term))
+        signal.signal(signal.SIGINT, critical.defers(on_term))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR1, lambda s, f: reopen_log())
+        signal.signal(signal.SIGUSR1, critical.defers(on_usr1))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         log = structlog.get_logger("ewfd").bind(queue=queue.name)

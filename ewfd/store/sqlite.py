@@ -2,8 +2,9 @@
 
 Every write is one short ``BEGIN IMMEDIATE`` transaction (so the busy timeout
 applies), retried with jittered backoff when the database stays locked; no
-step code ever runs inside a transaction. A connection belongs to the process
-that opened it: open the store after ``fork``.
+step code ever runs inside a transaction, and no exception raised by a signal
+handler (a step's timeout, Ctrl-C) surfaces inside one (:mod:`ewfd.critical`). A
+connection belongs to the process that opened it: open the store after ``fork``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .. import clock, codec
+from .. import clock, codec, critical
 from ..errors import (
     LeaseLost,
     QueueNotFound,
@@ -159,6 +160,10 @@ class SQLiteStore:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == schema.VERSION or self._readonly:
             return
+        with critical.section():
+            self._migrate_now(conn)
+
+    def _migrate_now(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._check_version(conn)
@@ -227,11 +232,12 @@ class SQLiteStore:
     def _lenient(self, query: Callable[[], T]) -> T:
         """Run a query again reading text that is not UTF-8 (written by an outside program):
         the fast default decoder stays on every other path."""
-        self._conn.text_factory = _text
-        try:
-            return query()
-        finally:
-            self._conn.text_factory = str
+        with critical.section():   # an exception must not leave the slow decoder in place
+            self._conn.text_factory = _text
+            try:
+                return query()
+            finally:
+                self._conn.text_factory = str
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one IMMEDIATE transaction, retrying while the database is locked."""
@@ -239,9 +245,13 @@ class SQLiteStore:
         deadline = time.monotonic() + self._busy_give_up
         delay = 0.005
         while True:
-            with self._lock:
+            # The section: a signal handler's exception (a step's timeout, Ctrl-C) surfaces
+            # after COMMIT or ROLLBACK, never with the transaction open and the lock held.
+            with self._lock, critical.section():
                 conn = self._conn
                 try:
+                    if conn.in_transaction:   # left open by something that was no signal
+                        conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
                     try:
                         result = fn(conn)
