@@ -16,7 +16,14 @@ from typing import Any, Protocol, TypeVar
 
 from . import backoff, codec, timeouts
 from .context import StepContext
-from .errors import FailWorkflowNow, LeaseLost, StateError, StepTimeout, StoreError
+from .errors import (
+    DatabaseLost,
+    FailWorkflowNow,
+    LeaseLost,
+    StateError,
+    StepTimeout,
+    StoreError,
+)
 from .model import Attempt, Claimed, Lease, Step, Workflow, WorkflowStatus, WorkflowTemplate, utcnow
 from .store.base import Store
 
@@ -131,6 +138,8 @@ class Run:
         while True:
             try:
                 return write(*args, **kwargs)
+            except DatabaseLost:   # no retry brings the file back
+                raise
             except StoreError as exc:
                 self.log.error("store.error", error=str(exc), retry_in=round(delay, 3))
                 if backoff.wait(delay, self.stop):

@@ -24,12 +24,13 @@ import structlog
 from . import identity, runner, runtime, systemd
 from .config import Config, QueueConfig
 from .engine import Engine
-from .errors import StoreError
+from .errors import DatabaseLost, StoreError
 from .model import QueueSpec, WorkflowStatus
 from .slots import RUNNING, STARTING, Scoreboard
+from .store import sqlite_file
 from .store.sqlite import SQLiteStore
 from .store.wake import ChangeWaiter
-from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
+from .worker import EXIT_BOOT, EXIT_DATABASE, EXIT_RECYCLE, child_main
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
 TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wakes at once
@@ -93,6 +94,9 @@ class Supervisor:
         self.booted = False      # a worker has started once: later boot failures are transient
         self.exit_code = 0
         self.store: SQLiteStore | None = None
+        self.db_file: sqlite_file.FileId | None = None   # the file opened at start-up
+        self.journal: tuple[sqlite_file.FileId | None, sqlite_file.FileId | None] = (None, None)
+        self.database_lost = False
         self.started = time.time()
         self.runtime_path = runtime.path_for(str(config.database))
         self._last: dict[str, float] = {}
@@ -100,17 +104,44 @@ class Supervisor:
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
+        """The database is created at start-up only; later opens (ours, the workers') take
+        the file opened then, and nothing else."""
+        if self.database_lost:
+            raise DatabaseLost(f"database file {self.config.database} is lost: not reopened")
         # Once running, the main loop must not sit in a locked database: a write gives up
         # quickly (logged as store.error) and is tried again on a later tick.
         give_up = LOOP_BUSY_GIVE_UP if self.running else 10.0
-        return SQLiteStore(self.config.database, synchronous=self.config.synchronous,
-                           busy_timeout=min(give_up, 5.0), busy_give_up=give_up)
+        store = SQLiteStore(self.config.database, synchronous=self.config.synchronous,
+                            busy_timeout=min(give_up, 5.0), busy_give_up=give_up,
+                            create=self.db_file is None, expect=self.db_file)
+        if self.db_file is None:
+            self.db_file = store.file_id
+        self.journal = sqlite_file.journal_ids(str(self.config.database))   # ours, while open
+        return store
 
     @property
     def db(self) -> SQLiteStore:
         if self.store is None:
             self.store = self.open_store()
         return self.store
+
+    def check_database(self) -> None:
+        """Stop (non-zero exit: systemd restarts us) when the database file was deleted or
+        replaced: carrying on would write to a file nobody reads, or make a new one."""
+        if self.db_file is None or self.database_lost:
+            return
+        why = sqlite_file.lost(str(self.config.database), self.db_file)
+        if why is None:
+            return
+        self.log.error("database.lost", database=str(self.config.database), error=why)
+        self.database_lost = True
+        self.exit_code = EXIT_DATABASE
+        self.close_store()
+        moved = sqlite_file.set_aside(str(self.config.database), self.journal)
+        if moved:   # else the next start would apply the old file's WAL to the new file
+            self.log.warning("database.journal_set_aside", moved=moved)
+        if not self.stopping:
+            self.handle_stop(signal.SIGTERM)
 
     def close_store(self) -> None:
         """Close our connection before fork: SQLite must never see a connection cross a fork."""
@@ -168,6 +199,7 @@ class Supervisor:
         while True:
             self.handle_signals()
             self.reap()
+            self.check_database()
             if self.stopping:
                 if not self.workers:
                     break
@@ -339,6 +371,10 @@ class Supervisor:
         pool = self.pools.get(proc.queue)
         if self.stopping or pool is None or proc.retiring in ("reload", "removed", "shutdown"):
             return
+        if code == EXIT_DATABASE:
+            self.check_database()   # the worker found the file replaced or deleted
+            if self.database_lost:
+                return
         if code == EXIT_BOOT and not self.booted:
             self.log.error("supervisor.boot_error", queue=proc.queue,
                            error="no worker could start; stopping instead of crash-looping")
@@ -362,6 +398,8 @@ class Supervisor:
 
     def release(self, proc: WorkerProc, reason: str) -> None:
         """Give a dead worker's workflows back at once instead of waiting for the lease."""
+        if self.database_lost:   # the new file never had them; the old one is gone
+            return
         store = self.db
         if proc.killed_for_timeout is not None:
             for claimed in store.held_by(proc.owner):
@@ -439,6 +477,8 @@ class Supervisor:
                 self.retire(proc, "removed")
 
     def keep_leases(self) -> None:
+        if self.database_lost:
+            return
         if self.every("leases", min([p.spec.lease for p in self.pools.values()] or [30]) / 3):
             self.renew_leases()
 
@@ -543,14 +583,15 @@ class Supervisor:
         parent = os.getpid()
         close = [self.pipe_r, self.pipe_w, out_r, self.changes.fileno(),
                  *(w.output_fd for w in self.workers.values())]
-        database, synchronous = self.config.database, self.config.synchronous
+        database, synchronous, expect = self.config.database, self.config.synchronous, self.db_file
         self.engine.max_state_size = self.config.max_state_size
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         pid = os.fork()
         if pid == 0:   # the child: never returns
             for sig in HANDLED:
                 signal.signal(sig, signal.SIG_DFL)
-            child_main(self.engine, lambda: SQLiteStore(database, synchronous=synchronous),
+            child_main(self.engine, lambda: SQLiteStore(database, synchronous=synchronous,
+                                                        create=False, expect=expect),
                        pool.spec, self.board.slot(slot), parent_pid=parent, output_fd=out_w,
                        close_fds=close, reopen_log=self.reopen_log)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

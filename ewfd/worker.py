@@ -26,7 +26,7 @@ import structlog
 
 from . import identity, runner
 from .engine import Engine
-from .errors import LeaseLost, StoreError
+from .errors import DatabaseLost, LeaseLost, StoreError
 from .model import QueueSpec, Workflow
 from .slots import Slot
 from .store.base import Store
@@ -34,6 +34,7 @@ from .store.base import Store
 EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_BOOT = 3          # could not start at all: the supervisor stops instead of looping
+EXIT_DATABASE = 4      # the database file was deleted or replaced: the daemon stops
 EXIT_RECYCLE = 10      # reached max_tasks_per_worker
 IDLE_FALLBACK = 1.0    # with inotify, a wait is also a poll at least this often
 
@@ -102,6 +103,9 @@ class Worker:
             try:
                 outcome = self.run_once()
                 delay = 0.05
+            except DatabaseLost as exc:   # retrying cannot help: stop, and say why
+                self.log.error("database.lost", error=str(exc))
+                raise
             except StoreError as exc:
                 self.log.error("store.error", error=str(exc), retry_in=round(delay, 3))
                 self._idle_wait(delay)
@@ -188,6 +192,9 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         try:
             store = make_store()
             engine.bind(store, save_templates=False)
+        except DatabaseLost as exc:
+            log.error("database.lost", error=str(exc))
+            _exit(EXIT_DATABASE)
         except Exception as exc:
             log.error("worker.boot_failed", error=str(exc))
             _exit(EXIT_BOOT)
@@ -196,9 +203,12 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         worker_ref.append(worker)
         slot.idle()
         log.info("worker.started")
-        reason = worker.run()
-        code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
-        with contextlib.suppress(Exception):
+        try:
+            reason = worker.run()
+            code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
+        except DatabaseLost:
+            code = EXIT_DATABASE
+        with contextlib.suppress(Exception):   # the last connection closed removes the -wal
             store.close()
     except BaseException as exc:   # a bug: say so, and let the supervisor restart us
         with contextlib.suppress(Exception):

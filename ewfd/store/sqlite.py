@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from .. import codec
 from ..errors import (
+    DatabaseLost,
     LeaseLost,
     QueueNotFound,
     SchemaTooNew,
@@ -39,7 +40,7 @@ from ..model import (
     parse_iso,
     utcnow,
 )
-from . import schema
+from . import schema, sqlite_file
 from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
 from .wake import ChangeWaiter
 
@@ -75,6 +76,14 @@ def _now_iso() -> str:
     return iso(utcnow())
 
 
+_SQLITE_READONLY = 8
+_SQLITE_CANTOPEN = 14
+
+
+def _primary_code(exc: sqlite3.Error) -> int:
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -83,13 +92,17 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class SQLiteStore:
     """The default store. ``path`` is a file (created with mode 0640) or ``":memory:"``.
 
-    ``readonly`` opens for reading only; ``create=False`` refuses to create the file or to
+    ``readonly`` opens for reading only (read access to the file is enough, even with the
+    ``-wal`` and ``-shm`` files gone); ``create=False`` refuses to create the file or to
     give ewfd's tables to a database that does not have them (what ``ewfd ctl`` wants).
+    ``expect`` (a :attr:`file_id`) opens only that file: a worker never opens a file that
+    replaced the supervisor's. Every write checks the path still names the file opened
+    (:class:`DatabaseLost` otherwise).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
                  busy_timeout: float = 5.0, busy_give_up: float = 10.0, readonly: bool = False,
-                 create: bool = True) -> None:
+                 create: bool = True, expect: sqlite_file.FileId | None = None) -> None:
         self.path = os.fspath(path)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
@@ -98,6 +111,9 @@ class SQLiteStore:
         self._busy_give_up = busy_give_up   # then StoreError("database is locked"): callers log
         self._readonly = readonly
         self._create = create and not readonly
+        self._expect = expect
+        self._opened: sqlite_file.FileId | None = None
+        self._snapshot: sqlite_file.Snapshot | None = None   # set while read immutable
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._waiter: ChangeWaiter | None = None
@@ -105,27 +121,18 @@ class SQLiteStore:
         self._last_data_version = self._data_version()
 
     # -- connection ----------------------------------------------------------------
+    @property
+    def file_id(self) -> sqlite_file.FileId | None:
+        """(device, inode) of the file opened (None for ``:memory:``): pass it as ``expect``
+        to open the same file again, and nothing else."""
+        return self._opened
+
     def _connect(self) -> sqlite3.Connection:
         memory = self.path == ":memory:"
-        if not memory and not os.path.exists(self.path) and not self._create:
-            raise StoreError(f"no database at {self.path}")
-        if not memory and not self._readonly and not os.path.exists(self.path):
-            # Create the file ourselves so its mode is 0640 whatever the umask allows;
-            # SQLite gives the -wal and -shm files the same mode.
-            try:
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))
-            except OSError as exc:
-                raise StoreError(f"cannot create database {self.path}: {exc.strerror}") from exc
+        before = None if memory else self._prepare_file()
         conn: sqlite3.Connection | None = None
         try:
-            if self._readonly:
-                uri = f"file:{os.path.abspath(self.path)}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None,
-                                       check_same_thread=False, timeout=self._busy_timeout)
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=self._busy_timeout, cached_statements=256)
-            conn.row_factory = sqlite3.Row
+            conn = self._open(memory)
             self._check_version(conn)   # before anything writes to a file we may not own
             if not memory and not self._readonly:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -134,13 +141,81 @@ class SQLiteStore:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA journal_size_limit=67108864")
             self._migrate(conn)
+            if before is not None:   # the file opened is the one we looked at, and expected
+                why = sqlite_file.lost(self.path, before)
+                if why is not None:
+                    raise DatabaseLost(why)
+                self._opened = before
         except BaseException as exc:
             if conn is not None:
                 conn.close()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise StoreError(f"{self.path}: {exc}{_diagnose(self.path)}") from exc
+                hint = _diagnose(self.path, self._readonly)
+                raise StoreError(f"{self.path}: {exc}{hint}") from exc
             raise
         return conn
+
+    def _prepare_file(self) -> sqlite_file.FileId:
+        """Check the file is there (and is the expected one), or create it when allowed."""
+        found = sqlite_file.file_id(self.path)
+        if self._expect is not None and found != self._expect:
+            raise DatabaseLost(sqlite_file.lost(self.path, self._expect) or "")
+        if found is not None:
+            return found
+        if not self._create:
+            raise StoreError(f"no database at {self.path}")
+        # Create the file ourselves so its mode is 0640 whatever the umask allows;
+        # SQLite gives the -wal and -shm files the same mode.
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))
+        except OSError as exc:
+            raise StoreError(f"cannot create database {self.path}: {exc.strerror}") from exc
+        created = sqlite_file.file_id(self.path)
+        if created is None:
+            raise DatabaseLost(f"database file {self.path} was deleted while it was created")
+        return created
+
+    def _sqlite(self, target: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, uri=target.startswith("file:"), isolation_level=None,
+                               check_same_thread=False, timeout=self._busy_timeout,
+                               cached_statements=256)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _open(self, memory: bool) -> sqlite3.Connection:
+        if memory:
+            return self._sqlite(":memory:")
+        if self._readonly:
+            return self._open_readonly()
+        # mode=rw: SQLite itself refuses to create a file that is not there any more
+        return self._sqlite(sqlite_file.uri(self.path, mode="rwc" if self._create else "rw"))
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """``mode=ro`` when SQLite can open the WAL; else, when the WAL holds nothing (a
+        clean stop removed it and the directory is not ours to write), ``immutable=1``
+        with every read checked against a :class:`~sqlite_file.Snapshot`."""
+        self._snapshot = None
+        failure: sqlite3.Error | None = None
+        for _ in range(3):
+            conn = self._sqlite(sqlite_file.uri(self.path, mode="ro"))
+            try:
+                conn.execute("PRAGMA user_version").fetchone()   # opens the WAL, if it can
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if _primary_code(exc) not in (_SQLITE_READONLY, _SQLITE_CANTOPEN) or \
+                        not os.access(self.path, os.R_OK):
+                    raise
+                failure = exc
+            snapshot = sqlite_file.Snapshot.take(self.path)
+            if sqlite_file.wal_is_empty(self.path):
+                self._snapshot = snapshot
+                return self._sqlite(sqlite_file.uri(self.path, mode="ro", immutable="1"))
+        raise StoreError(
+            f"{self.path}: cannot be read without write access to its directory right now: "
+            f"its -wal file holds changes not yet in the database and SQLite cannot use the "
+            f"-shm file beside it ({failure}); start ewfd run, or run one ewfd ctl action "
+            "with write access, to fold them into the database")
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -186,15 +261,33 @@ class SQLiteStore:
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         self._check_pid()
         with self._lock:
+            for _ in range(5):
+                rows = self._read_once(sql, params)
+                if self._snapshot is None or self._snapshot.holds():
+                    return rows
+                # a writer came (or went) while we read the file immutable: read it afresh
+                self._conn.close()
+                self._conn = self._connect()
+            raise StoreError(f"{self.path}: the database kept changing while it was read "
+                             "without write access; try again")
+
+    def _read_once(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[sqlite3.Row]:
+        try:
             try:
-                try:
-                    return self._conn.execute(sql, params).fetchall()
-                except sqlite3.OperationalError as exc:
-                    if not _bad_text(exc):
-                        raise
-                    return self._lenient(lambda: self._conn.execute(sql, params).fetchall())
-            except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _bad_text(exc):
+                    raise
+                return self._lenient(lambda: self._conn.execute(sql, params).fetchall())
+        except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def check_file(self) -> None:
+        """Raise :class:`DatabaseLost` when the path no longer names the file opened."""
+        if self._opened is not None:
+            why = sqlite_file.lost(self.path, self._opened)
+            if why is not None:
+                raise DatabaseLost(why)
 
     def _lenient(self, query: Callable[[], T]) -> T:
         """Run a query again reading text that is not UTF-8 (written by an outside program):
@@ -208,6 +301,7 @@ class SQLiteStore:
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one IMMEDIATE transaction, retrying while the database is locked."""
         self._check_pid()
+        self.check_file()   # one stat: never write to a file that is not at the path any more
         deadline = time.monotonic() + self._busy_give_up
         delay = 0.005
         while True:
@@ -817,11 +911,15 @@ class SQLiteStore:
         return str(self._read("PRAGMA integrity_check")[0][0])
 
 
-def _diagnose(path: str) -> str:
+def _diagnose(path: str, readonly: bool = False) -> str:
     """A hint for SQLite's bare "unable to open database file"."""
     if os.path.isdir(path):
         return " (the path is a directory, not a database file)"
+    if readonly:
+        return "" if os.access(path, os.R_OK) else " (no read permission on the database file)"
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return " (no write permission on the database file: this user can only read it)"
     if not os.access(directory, os.W_OK):
         return (f" (the directory {directory} is read-only or not writable: WAL mode needs to "
                 "create the -wal and -shm files beside the database)")
