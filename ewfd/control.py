@@ -21,7 +21,14 @@ import psutil
 
 from . import codec, identity, runtime
 from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
-from .errors import QueueNotFound, StateError, StoreError, TemplateNotFound, WorkflowNotFound
+from .errors import (
+    InvalidRow,
+    QueueNotFound,
+    StateError,
+    StoreError,
+    TemplateNotFound,
+    WorkflowNotFound,
+)
 from .model import Attempt, QueueSpec, Step, Workflow, WorkflowStatus, iso
 from .store.base import Store
 from .store.sqlite import SQLiteStore
@@ -224,7 +231,7 @@ def create_queue(store: Store, name: str, settings: Mapping[str, Any]) -> dict[s
                        EXIT_USAGE)
     try:
         spec: QueueSpec | None = store.load_queue(name)
-    except QueueNotFound:
+    except (QueueNotFound, InvalidRow):   # a row nobody can use is replaced, as if new
         spec = None
     try:
         new = replace(spec, **settings) if spec else QueueSpec(name, **settings)

@@ -66,6 +66,10 @@ class DatabaseLost(StoreError):
     and the daemon stops rather than carry on or create a new, empty database."""
 
 
+class InvalidRow(StoreError):
+    """A row written by hand holds a value ewfd cannot use; the message names the column."""
+
+
 class SchemaTooNew(StoreError):
     """The database was written by a newer ewfd; refusing to touch it."""
 

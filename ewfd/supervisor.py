@@ -100,6 +100,7 @@ class Supervisor:
         self.started = time.time()
         self.runtime_path = runtime.path_for(str(config.database))
         self._last: dict[str, float] = {}
+        self._invalid_logged: dict[str, str] = {}   # queues rows reported as unusable
         self._published = ""
 
     # -- database ---------------------------------------------------------------------------
@@ -175,12 +176,29 @@ class Supervisor:
     def store_config_queues(self) -> None:
         """The config's queues are stored (ctl sees them) with the config's settings; a
         paused flag set with ``ewfd ctl pause`` survives."""
+        specs, invalid = self.db.queue_rows()
+        self.invalid_queues({n: p for n, p in invalid.items() if n in self.config.queues})
+        paused = {q.name: q.paused for q in specs}
         for qc in self.config.queues.values():
-            try:
-                paused = self.db.load_queue(qc.name).paused
-            except LookupError:
-                paused = False
-            self.db.save_queue(queue_spec(qc, paused))
+            self.db.save_queue(queue_spec(qc, paused.get(qc.name, False)))
+
+    def invalid_queues(self, invalid: dict[str, str]) -> None:
+        """A queues row a person filled with values ewfd cannot use never stops us: a
+        configured queue's row is rewritten with the config's settings, any other is
+        skipped (its pool, if any, keeps its last good settings). Logged once per problem."""
+        logged = {}
+        for name, problem in invalid.items():
+            configured = self.config.queues.get(name)
+            if self._invalid_logged.get(name) != problem:
+                action = ("the config's settings are stored instead" if configured else
+                          "ignored: its workers keep their last good settings"
+                          if name in self.pools else "ignored: no workers until it is fixed")
+                self.log.error("queue.invalid", queue=name, error=problem, action=action)
+            if configured is not None:
+                self.db.save_queue(queue_spec(configured))
+            else:
+                logged[name] = problem
+        self._invalid_logged = logged
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
@@ -450,10 +468,20 @@ class Supervisor:
             self.publish()
         except StoreError as exc:
             self.log.error("store.error", error=str(exc))
+        except Exception as exc:   # a value in a row nobody foresaw: logged, never our end
+            self.log.exception("supervisor.duty_failed", error=repr(exc))
 
     def sync_queues(self) -> None:
         """Make the pools match the stored queues (config queues take the config's settings)."""
-        stored = {q.name: q for q in self.db.load_queues()}
+        specs, invalid = self.db.queue_rows()
+        self.invalid_queues(invalid)
+        stored = {q.name: q for q in specs}
+        for name in invalid:   # config queues: rewritten just now; others keep their pool
+            configured = self.config.queues.get(name)
+            if configured is not None:
+                stored[name] = queue_spec(configured)
+            elif name in self.pools:
+                stored[name] = self.pools[name].spec
         for name, spec in stored.items():
             qc = self.config.queues.get(name)
             if qc is not None:

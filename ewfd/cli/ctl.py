@@ -72,11 +72,17 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     out.table(
         ["QUEUE", "WORKERS", "PAUSED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
          "OLDEST PENDING"],
-        [[r["queue"], str(r["workers"]), ("paused", "yellow") if r["paused"] else "no",
+        [["(no queue)" if r["queue"] is None else r["queue"],
+          ("invalid", "red") if r.get("invalid") else str(r["workers"]),
+          ("paused", "yellow") if r["paused"] else "no",
           f"{r['pending']:,}", f"{r['running']:,}", f"{r['completed']:,}",
           (f"{r['failed']:,}", "red" if r["failed"] else None), f"{r['cancelled']:,}",
           "-" if r["oldest_pending_age_s"] is None else out.span(r["oldest_pending_age_s"])]
          for r in rows])
+    for r in rows:
+        if r.get("invalid"):
+            out.note(f"queue {r['queue']}: its queues row cannot be used ({r['invalid']}); the "
+                     "daemon skips it (a configured queue takes the config's settings)")
 
 
 def step_label(wf: dict[str, Any]) -> str:
@@ -203,8 +209,11 @@ def templates(config_path: str | None, db_path: str | None, as_json: bool) -> No
     if out.done_without_table(rows, as_json,
                               "no templates stored: start ewfd run once with your app"):
         return
-    table = []
+    table: list[list[Any]] = []
     for t in rows:
+        if not t["steps"]:
+            table.append([t["name"], "-", ("(its stored steps cannot be read)", "red"), "", "",
+                          ""])
         for i, step in enumerate(t["steps"], 1):
             attempts, backoff = describe_retry(step)
             table.append([t["name"] if i == 1 else "", str(i), str(step.get("name")), attempts,

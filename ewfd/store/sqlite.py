@@ -9,6 +9,7 @@ that opened it: open the store after ``fork``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sqlite3
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from .. import codec
 from ..errors import (
     DatabaseLost,
+    InvalidRow,
     LeaseLost,
     QueueNotFound,
     SchemaTooNew,
@@ -40,6 +42,7 @@ from ..model import (
     parse_iso,
     utcnow,
 )
+from . import rows as _rows
 from . import schema, sqlite_file
 from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
 from .wake import ChangeWaiter
@@ -47,7 +50,8 @@ from .wake import ChangeWaiter
 T = TypeVar("T")
 
 _WF_COLUMNS = ("id, uuid, queue, workflow, state, display_name, metadata, status, current_step, "
-               "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested")
+               "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested, "
+               "not_before")
 
 
 class _BadText(str):
@@ -346,16 +350,20 @@ class SQLiteStore:
             metadata = {}
         try:
             steps = self._steps(row["steps"])
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             steps = []
-        current = row["current_step"]
+        status, problem = _rows.lenient_status(row["status"])
         return Workflow(
-            uuid=str(row["uuid"]), name=str(row["workflow"]), status=WorkflowStatus(row["status"]),
-            state=state if isinstance(state, dict) else {},
-            current_step=current if isinstance(current, int) else -1,
+            uuid=_rows.lenient_text(row["uuid"]) or "",
+            name=_rows.lenient_text(row["workflow"]) or "",
+            status=status, state=state if isinstance(state, dict) else {},
+            current_step=_rows.lenient_int(row["current_step"], -1),
             created_at=_lenient_ts(row["created_at"]), steps=steps,
-            queue=row["queue"], display_name=str(row["display_name"] or ""),
-            metadata=metadata if isinstance(metadata, dict) else {}, error=row["error"],
+            queue=_rows.lenient_text(row["queue"]),
+            display_name=_rows.lenient_text(row["display_name"]) or "",
+            metadata={str(k): str(v) for k, v in metadata.items()}
+            if isinstance(metadata, dict) else {},
+            error=problem or _rows.lenient_text(row["error"]),
             updated_at=_lenient_ts(row["updated_at"]),
         )
 
@@ -391,21 +399,26 @@ class SQLiteStore:
                 raise ValueError("expected a JSON object")
             return {str(k): str(v) for k, v in data.items()}
 
+
         now = utcnow()
         wf = Workflow(
-            uuid=str(row["uuid"]), name=column("workflow", text, "?"),
+            uuid=column("uuid", text, _rows.lenient_text(row["uuid"])),
+            name=column("workflow", text, "?"),
             status=WorkflowStatus.RUNNING, current_step=column("current_step", step_index, 0),
             created_at=column("created_at", parse_iso, now),
-            queue=row["queue"], display_name=str(row["display_name"] or ""), error=None,
+            queue=_rows.lenient_text(row["queue"]),
+            display_name=_rows.lenient_text(row["display_name"]) or "", error=None,
             updated_at=column("updated_at", parse_iso, now),
             metadata=column("metadata", metadata, {}))
         steps_known = row["steps"] is not None
         if steps_known:
-            wf.steps = column("steps", self._steps, [])
+            wf.steps = column("steps", _rows.steps, [])
         state = column("state", text, "{}")
-        lease = Lease(row["id"], row["token"], owner, row["attempt"], row["crashes"])
-        return Claimed(lease, wf, state, steps_known, bool(row["cancel_requested"]),
-                       "; ".join(problems) or None)
+        column("not_before", lambda v: _rows.number(v, low=-math.inf), 0.0)
+        lease = Lease(row["id"], row["token"], owner, column("attempt", _rows.integer, 0),
+                      column("crashes", _rows.integer, 0))
+        cancel = column("cancel_requested", _rows.flag, False)
+        return Claimed(lease, wf, state, steps_known, cancel, "; ".join(problems) or None)
 
     # -- workflows ----------------------------------------------------------------------
     def create_workflow(self, wf: Workflow, state_json: str) -> Workflow:
@@ -458,15 +471,11 @@ class SQLiteStore:
         return self._write(tx)
 
     def history(self, uuid: str) -> list[Attempt]:
-        rows = self._read("SELECT id FROM jobs WHERE uuid = ?", (uuid,))
-        if not rows:
+        found = self._read("SELECT id FROM jobs WHERE uuid = ?", (uuid,))
+        if not found:
             raise WorkflowNotFound(f"no workflow {uuid}")
-        return [
-            Attempt(r["step"], r["step_index"], r["attempt"], parse_iso(r["started_at"]),
-                    parse_iso(r["finished_at"]) if r["finished_at"] else None, r["duration_ms"],
-                    r["outcome"], r["error"], r["worker_pid"])
-            for r in self._read("SELECT * FROM history WHERE job_id = ? ORDER BY id", (rows[0][0],))
-        ]
+        return [_rows.attempt(r) for r in
+                self._read("SELECT * FROM history WHERE job_id = ? ORDER BY id", (found[0][0],))]
 
     def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
         now = _now_iso()
@@ -475,7 +484,7 @@ class SQLiteStore:
             row = conn.execute("SELECT status FROM jobs WHERE uuid = ?", (uuid,)).fetchone()
             if row is None:
                 raise WorkflowNotFound(f"no workflow {uuid}")
-            status = WorkflowStatus(row[0])
+            status = _rows.status(row[0])
             if status == WorkflowStatus.PENDING:
                 conn.execute(
                     "UPDATE jobs SET status='cancelled', error='cancelled', lease_owner=NULL, "
@@ -543,7 +552,8 @@ class SQLiteStore:
         rows = self._read(
             "SELECT uuid, status, lease_owner, lease_expires FROM jobs WHERE queue IS NULL AND "
             "status IN ('pending','running') ORDER BY id")
-        return [Resumable(r[0], WorkflowStatus(r[1]), r[2], r[3]) for r in rows]
+        return [Resumable(r[0], WorkflowStatus(r[1]), r[2] if isinstance(r[2], str) else None,
+                          r[3] if isinstance(r[3], int | float) else None) for r in rows]
 
     # -- claiming and fenced writes ------------------------------------------------------------
     _CLAIM_SET = ("status='running', lease_owner=:owner, lease_expires=:expires, token=token+1, "
@@ -683,7 +693,7 @@ class SQLiteStore:
         if owner is not None:
             cond, params = "j.lease_owner = ?", [owner]
         else:
-            cond, params = "j.lease_expires < ?", [time.time()]
+            cond, params = f"(j.lease_expires < ? OR {_NO_LEASE})", [time.time()]
             # A cheap read first: an idle daemon must not write every time it looks.
             if not self._read(f"SELECT 1 FROM jobs j WHERE j.status='running' AND {cond} "
                               "LIMIT 1", params):
@@ -691,7 +701,7 @@ class SQLiteStore:
         now = utcnow()
 
         def tx(conn: sqlite3.Connection) -> list[Interrupted]:
-            out = []
+            out = self._fail_uncounted(conn, cond, params)
             rows = conn.execute(
                 "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
                 "j.attempt, j.step_started_at, j.lease_owner, q.max_crashes FROM jobs j "
@@ -700,8 +710,8 @@ class SQLiteStore:
             for r in rows:
                 step = self._step_name(conn, r["workflow"], r["steps"], r["current_step"])
                 crashes = r["crashes"] + int(crash)
-                limit = r["max_crashes"] or DEFAULT_MAX_CRASHES
-                started = parse_iso(r["step_started_at"]) if r["step_started_at"] else now
+                limit = _max_crashes(r["max_crashes"])
+                started = _rows.lenient_time(r["step_started_at"], now) or now
                 pid = _owner_pid(r["lease_owner"])
                 self._history(conn, r["id"], Attempt(
                     step, r["current_step"], r["attempt"] + 1, started, now,
@@ -715,11 +725,40 @@ class SQLiteStore:
                     "UPDATE jobs SET status=?, error=?, crashes=?, token=token+1, "
                     "lease_owner=NULL, lease_expires=NULL, updated_at=? WHERE id=?",
                     (str(status), error, crashes, iso(now), r["id"]))
-                out.append(Interrupted(r["uuid"], r["workflow"], r["queue"], step, crashes,
-                                       status, error))
+                out.append(Interrupted(str(_rows.lenient_text(r["uuid"])),
+                                       str(_rows.lenient_text(r["workflow"])),
+                                       _rows.lenient_text(r["queue"]), step, crashes, status,
+                                       error))
             return out
 
         return self._write(tx)
+
+    def _fail_uncounted(self, conn: sqlite3.Connection, cond: str,
+                        params: list[Any]) -> list[Interrupted]:
+        """Running rows whose ``crashes`` or ``attempt`` a person set to something that is
+        not a count: how often the step ran is unknown, so they fail, naming the column."""
+        out = []
+        for r in conn.execute(
+                "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
+                f"j.attempt FROM jobs j WHERE j.status='running' AND {cond} AND NOT ("
+                "typeof(j.crashes)='integer' AND j.crashes >= 0 AND "
+                "typeof(j.attempt)='integer' AND j.attempt >= 0)", params).fetchall():
+            problems = []
+            for column in ("crashes", "attempt"):
+                try:
+                    _rows.integer(r[column], column)
+                except InvalidRow as exc:
+                    problems.append(str(exc))
+            error = f"invalid row: {'; '.join(problems)}"
+            conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
+                         "lease_owner=NULL, lease_expires=NULL, updated_at=? WHERE id=?",
+                         (error, _now_iso(), r["id"]))
+            step = self._step_name(conn, r["workflow"], r["steps"], r["current_step"])
+            out.append(Interrupted(str(_rows.lenient_text(r["uuid"])),
+                                   str(_rows.lenient_text(r["workflow"])),
+                                   _rows.lenient_text(r["queue"]), step, 0,
+                                   WorkflowStatus.FAILED, error))
+        return out
 
     @staticmethod
     def _step_name(conn: sqlite3.Connection, workflow: str, steps: str | None, index: int) -> str:
@@ -732,26 +771,25 @@ class SQLiteStore:
             return f"#{index}"
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
-        where = ("status='pending' AND queue IS NOT NULL AND "
-                 "queue NOT IN (SELECT name FROM queues)")
-        if not self._read(f"SELECT 1 FROM jobs WHERE {where} LIMIT 1"):
+        """Also fails the other pending rows no worker would ever take (see ``_UNRUNNABLE``)."""
+        if not self._read(f"SELECT 1 FROM jobs WHERE {_UNRUNNABLE} LIMIT 1"):
             return []
 
         def tx(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             out = []
-            for r in conn.execute(f"SELECT id, uuid, queue FROM jobs WHERE {where}").fetchall():
-                error = (f"unknown queue {r['queue']!r}: no configured or created queue has "
-                         "that name")
+            for r in conn.execute("SELECT id, uuid, queue, steps IS NULL AS by_sql, not_before "
+                                  f"FROM jobs WHERE {_UNRUNNABLE}").fetchall():
+                error = _unrunnable(r)
                 conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
                              "updated_at=? WHERE id=?", (error, _now_iso(), r["id"]))
-                out.append((r["uuid"], error))
+                out.append((str(_rows.lenient_text(r["uuid"])), error))
             return out
 
         return self._write(tx)
 
     def lease_owners(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT lease_owner FROM jobs WHERE "
-                                         "status='running' AND lease_owner IS NOT NULL")]
+                                         "status='running' AND typeof(lease_owner) = 'text'")]
 
     # -- templates -------------------------------------------------------------------------
     def save_template(self, name: str, steps: Sequence[dict[str, Any]]) -> None:
@@ -765,10 +803,14 @@ class SQLiteStore:
         rows = self._read("SELECT steps FROM templates WHERE name=?", (name,))
         if not rows:
             raise TemplateNotFound(f"no template {name!r} in {self.path}")
-        return list(json.loads(rows[0][0]))
+        try:
+            return _rows.step_dicts(rows[0][0])
+        except InvalidRow as exc:   # written by hand; the daemon rewrites its own at start
+            raise InvalidRow(f"templates row {name!r}: {exc}") from None
 
     def load_templates(self) -> dict[str, list[dict[str, Any]]]:
-        return {r[0]: json.loads(r[1]) for r in
+        """Every stored template; one whose steps cannot be read lists with none."""
+        return {str(_rows.lenient_text(r[0])): _rows.lenient_steps(r[1]) for r in
                 self._read("SELECT name, steps FROM templates ORDER BY name")}
 
     # -- queues ------------------------------------------------------------------------------
@@ -780,9 +822,12 @@ class SQLiteStore:
         marks = ", ".join("?" * len(self._QUEUE_FIELDS))
         updates = ", ".join(f"{c}=excluded.{c}" for c in self._QUEUE_FIELDS)
         values = [getattr(spec, c) for c in self._QUEUE_FIELDS]
+        # an update keeps the paused flag, unless a person left something else than 0 or 1
         self._write(lambda conn: conn.execute(
             f"INSERT INTO queues (name, {cols}, paused, updated_at) VALUES (?, {marks}, ?, ?) "
-            f"ON CONFLICT(name) DO UPDATE SET {updates}, updated_at=excluded.updated_at",
+            f"ON CONFLICT(name) DO UPDATE SET {updates}, updated_at=excluded.updated_at, "
+            "paused=CASE WHEN typeof(paused)='integer' AND paused IN (0, 1) THEN paused "
+            "ELSE excluded.paused END",
             (spec.name, *values, int(spec.paused), _now_iso())))
 
     def delete_queue(self, name: str) -> None:
@@ -792,22 +837,30 @@ class SQLiteStore:
 
         self._write(tx)
 
-    def _queue(self, r: sqlite3.Row) -> QueueSpec:
-        return QueueSpec(name=r["name"], workers=r["workers"], poll_interval=r["poll_interval"],
-                         auto_delete=bool(r["auto_delete"]), delete_after=r["delete_after"],
-                         pop_timeout=r["pop_timeout"], lease=r["lease"],
-                         max_crashes=r["max_crashes"],
-                         max_tasks_per_worker=r["max_tasks_per_worker"],
-                         max_memory=r["max_memory"], paused=bool(r["paused"]))
-
     def load_queue(self, name: str) -> QueueSpec:
+        """Raises QueueNotFound, or InvalidRow for a row holding values ewfd cannot use."""
         rows = self._read("SELECT * FROM queues WHERE name=?", (name,))
         if not rows:
             raise QueueNotFound(f"no queue {name!r}")
-        return self._queue(rows[0])
+        try:
+            return _rows.queue_spec(rows[0])
+        except InvalidRow as exc:
+            raise InvalidRow(f"queues row {name!r}: {exc}") from None
 
     def load_queues(self) -> list[QueueSpec]:
-        return [self._queue(r) for r in self._read("SELECT * FROM queues ORDER BY name")]
+        """The queues whose rows can be used (see :meth:`queue_rows` for the others)."""
+        return self.queue_rows()[0]
+
+    def queue_rows(self) -> tuple[list[QueueSpec], dict[str, str]]:
+        """Every queues row: the usable ones, and what is wrong with each of the others
+        (by name), which the supervisor logs and skips and ``ctl queues`` shows."""
+        specs, invalid = [], {}
+        for r in self._read("SELECT * FROM queues ORDER BY name"):
+            try:
+                specs.append(_rows.queue_spec(r))
+            except InvalidRow as exc:
+                invalid[str(_rows.lenient_text(r["name"]))] = str(exc)
+        return specs, invalid
 
     def set_paused(self, name: str, paused: bool) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
@@ -821,21 +874,30 @@ class SQLiteStore:
         return self._write(tx)
 
     def queue_stats(self) -> list[dict[str, Any]]:
-        stats: dict[str, dict[str, Any]] = {}
-        for q in self.load_queues():
+        """Per queue; a queues row that cannot be used shows with ``invalid`` (why), and
+        workflows with no queue under ``queue: None``, last."""
+        stats: dict[str | None, dict[str, Any]] = {}
+        specs, invalid = self.queue_rows()
+        for q in specs:
             stats[q.name] = {"queue": q.name, "workers": q.workers, "paused": q.paused}
-        for r in self._read("SELECT queue, status, count(*) FROM jobs WHERE queue IS NOT NULL "
-                            "GROUP BY queue, status"):
-            entry = stats.setdefault(r[0], {"queue": r[0], "workers": 0, "paused": False})
-            entry[r[1]] = r[2]
+        for name, problem in invalid.items():
+            stats[name] = {"queue": name, "workers": 0, "paused": False, "invalid": problem}
+        for r in self._read("SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"):
+            queue = _rows.lenient_text(r[0])
+            entry = stats.setdefault(queue, {"queue": queue, "workers": 0, "paused": False})
+            status = str(_rows.lenient_status(r[1])[0])
+            entry[status] = entry.get(status, 0) + r[2]
         now = utcnow()
-        for r in self._read("SELECT queue, min(created_at) FROM jobs WHERE status='pending' AND "
-                            "queue IS NOT NULL GROUP BY queue"):
-            entry = stats.setdefault(r[0], {"queue": r[0], "workers": 0, "paused": False})
-            entry["oldest_pending_age_s"] = (now - parse_iso(r[1])).total_seconds()
+        for r in self._read("SELECT queue, min(created_at) FROM jobs WHERE status='pending' "
+                            "GROUP BY queue"):
+            entry = stats[_rows.lenient_text(r[0])]
+            oldest = _rows.lenient_time(r[1], None)
+            age = None if oldest is None else (now - oldest).total_seconds()
+            if age is not None:
+                entry["oldest_pending_age_s"] = max(age, entry.get("oldest_pending_age_s") or 0.0)
         out = []
-        for name in sorted(stats):
-            entry = stats[name]
+        for key in sorted(stats, key=lambda n: (n is None, n or "")):
+            entry = stats[key]
             for s in WorkflowStatus:
                 entry.setdefault(str(s), 0)
             entry.setdefault("oldest_pending_age_s", None)
@@ -847,13 +909,13 @@ class SQLiteStore:
                            "('pending','running')", (name,))[0][0]
         last = self._read("SELECT max(updated_at) FROM (SELECT updated_at FROM jobs WHERE queue=? "
                           "UNION ALL SELECT updated_at FROM queues WHERE name=?)", (name, name))
-        text = last[0][0]
-        return int(open_), (parse_iso(text).timestamp() if text else None)
+        when = _rows.lenient_time(last[0][0], None)
+        return int(open_), (when.timestamp() if when else None)
 
     # -- wake-up and housekeeping -------------------------------------------------------
     def next_due(self, queue: str) -> float | None:
-        rows = self._read("SELECT min(not_before) FROM jobs WHERE status='pending' AND queue=?",
-                          (queue,))
+        rows = self._read("SELECT min(not_before) FROM jobs WHERE status='pending' AND queue=? "
+                          "AND typeof(not_before) IN ('integer','real')", (queue,))
         return None if rows[0][0] is None else float(rows[0][0])
 
     @property
@@ -911,6 +973,37 @@ class SQLiteStore:
         return str(self._read("PRAGMA integrity_check")[0][0])
 
 
+# A running row without a usable lease (set by hand: every claim writes both) is taken back
+# by the expired-lease sweep, as if its lease had expired.
+_NO_LEASE = ("typeof(j.lease_expires) NOT IN ('integer','real') OR "
+             "typeof(j.lease_owner) <> 'text'")
+
+# Pending rows no worker would ever take: an unknown queue, no queue on a row no engine
+# stored (an engine's own rows carry their steps), a not_before that is not a number.
+_UNRUNNABLE = ("status='pending' AND ((queue IS NOT NULL AND queue NOT IN (SELECT name FROM "
+               "queues)) OR (queue IS NULL AND steps IS NULL) OR "
+               "typeof(not_before) NOT IN ('integer','real'))")
+
+
+def _unrunnable(r: sqlite3.Row) -> str:
+    if r["queue"] is None and r["by_sql"]:
+        return ("invalid row: queue is NULL: no worker takes a workflow without a queue "
+                "(leave the column out for 'default', or name a queue)")
+    if not isinstance(r["not_before"], int | float):
+        return (f"invalid row: not_before {_rows.show(r['not_before'])}: expected a number "
+                "(epoch seconds)")
+    return (f"unknown queue {_rows.lenient_text(r['queue'])!r}: no configured or created "
+            "queue has that name")
+
+
+def _max_crashes(value: Any) -> int:
+    """A queue's max_crashes as the interrupt sweep reads it (a bad row: the default)."""
+    try:
+        return _rows.integer(value, "max_crashes", 1)
+    except InvalidRow:
+        return DEFAULT_MAX_CRASHES
+
+
 def _diagnose(path: str, readonly: bool = False) -> str:
     """A hint for SQLite's bare "unable to open database file"."""
     if os.path.isdir(path):
@@ -926,8 +1019,8 @@ def _diagnose(path: str, readonly: bool = False) -> str:
     return ""
 
 
-def _owner_pid(owner: str | None) -> int | None:
+def _owner_pid(owner: Any) -> int | None:
     try:
-        return int((owner or "").split(":")[1])
+        return int(owner.split(":")[1]) if isinstance(owner, str) else None
     except (IndexError, ValueError):
         return None
