@@ -146,7 +146,8 @@ def ro_daemon(daemon: Daemon, shared_dir: Path) -> Daemon:
 def read_commands(db: Path, uuid: str) -> dict[str, Ran]:
     return {name: ctl_as_reader(*args, "--db", str(db), "--json") for name, args in (
         ("workflows", ["workflows"]), ("queues", ["queues"]), ("show", ["show", uuid]),
-        ("templates", ["templates"]), ("workers", ["workers"]))}
+        ("templates", ["templates"]), ("workers", ["workers"]),
+        ("prune --dry-run", ["prune", "--older-than", "1d", "--dry-run"]))}
 
 
 def check_reads(db: Path, uuid: str) -> None:
