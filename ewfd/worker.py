@@ -208,7 +208,7 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
         except DatabaseLost:
             code = EXIT_DATABASE
-        with contextlib.suppress(Exception):   # the last connection closed removes the -wal
+        with contextlib.suppress(Exception):
             store.close()
     except BaseException as exc:   # a bug: say so, and let the supervisor restart us
         with contextlib.suppress(Exception):

@@ -58,13 +58,6 @@ class _BadText(str):
     """Text read from a column that is not valid UTF-8 (an outside program wrote bytes)."""
 
 
-def _lenient_ts(value: Any) -> datetime:
-    try:
-        return parse_iso(value)
-    except (ValueError, TypeError, AttributeError):
-        return datetime.fromtimestamp(0, UTC)
-
-
 def _bad_text(exc: sqlite3.OperationalError) -> bool:
     return "decode" in str(exc).lower()
 
@@ -358,13 +351,13 @@ class SQLiteStore:
             name=_rows.lenient_text(row["workflow"]) or "",
             status=status, state=state if isinstance(state, dict) else {},
             current_step=_rows.lenient_int(row["current_step"], -1),
-            created_at=_lenient_ts(row["created_at"]), steps=steps,
+            created_at=_rows.lenient_time(row["created_at"]) or _rows.EPOCH, steps=steps,
             queue=_rows.lenient_text(row["queue"]),
             display_name=_rows.lenient_text(row["display_name"]) or "",
             metadata={str(k): str(v) for k, v in metadata.items()}
             if isinstance(metadata, dict) else {},
             error=problem or _rows.lenient_text(row["error"]),
-            updated_at=_lenient_ts(row["updated_at"]),
+            updated_at=_rows.lenient_time(row["updated_at"]),
         )
 
     def _claimed(self, row: sqlite3.Row, owner: str) -> Claimed:
@@ -388,23 +381,17 @@ class SQLiteStore:
                 raise ValueError(f"expected text, got {type(value).__name__}")
             return value
 
-        def step_index(value: Any) -> int:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError("expected an integer >= 0")
-            return value
-
         def metadata(value: Any) -> dict[str, str]:
             data = json.loads(text(value)) if value else {}
             if not isinstance(data, dict):
                 raise ValueError("expected a JSON object")
             return {str(k): str(v) for k, v in data.items()}
 
-
         now = utcnow()
         wf = Workflow(
             uuid=column("uuid", text, _rows.lenient_text(row["uuid"])),
             name=column("workflow", text, "?"),
-            status=WorkflowStatus.RUNNING, current_step=column("current_step", step_index, 0),
+            status=WorkflowStatus.RUNNING, current_step=column("current_step", _rows.integer, 0),
             created_at=column("created_at", parse_iso, now),
             queue=_rows.lenient_text(row["queue"]),
             display_name=_rows.lenient_text(row["display_name"]) or "", error=None,
