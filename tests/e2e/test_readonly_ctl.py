@@ -161,12 +161,18 @@ def check_reads(db: Path, uuid: str) -> None:
     assert "three" in {t["name"] for t in ran["templates"].json()}
 
 
+def one_completed(daemon: Daemon) -> str:
+    """Start the daemon and run one workflow to its end; its uuid."""
+    daemon.start()
+    uuid = daemon.insert_job("three", {"n": 1})
+    daemon.wait_for_status(uuid, "completed")
+    return uuid
+
+
 @needs_reader
 @pytest.mark.timeout(90)
 def test_a_reader_in_the_group_reads_everything_after_a_clean_stop(ro_daemon: Daemon) -> None:
-    ro_daemon.start()
-    uuid = ro_daemon.insert_job("three", {"n": 1})
-    ro_daemon.wait_for_status(uuid, "completed")
+    uuid = one_completed(ro_daemon)
     assert ro_daemon.stop() == 0
     db = ro_daemon.db
     assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
@@ -180,9 +186,7 @@ def test_a_reader_in_the_group_reads_everything_after_a_clean_stop(ro_daemon: Da
 @needs_reader
 @pytest.mark.timeout(90)
 def test_a_reader_sees_the_latest_commits_while_the_daemon_runs(ro_daemon: Daemon) -> None:
-    ro_daemon.start()
-    uuid = ro_daemon.insert_job("three", {"n": 1})
-    ro_daemon.wait_for_status(uuid, "completed")   # committed to the WAL, maybe not the file
+    uuid = one_completed(ro_daemon)   # committed to the WAL, maybe not to the file yet
     check_reads(ro_daemon.db, uuid)
     workers = ctl_as_reader("workers", "--db", str(ro_daemon.db), "--json").json()
     assert {w["role"] for w in workers} == {"supervisor", "worker"}
@@ -207,9 +211,7 @@ def commit_and_die(db: Path) -> None:
 @needs_reader
 @pytest.mark.timeout(90)
 def test_a_reader_after_the_daemon_was_killed(ro_daemon: Daemon) -> None:
-    ro_daemon.start()
-    uuid = ro_daemon.insert_job("three", {"n": 1})
-    ro_daemon.wait_for_status(uuid, "completed")
+    uuid = one_completed(ro_daemon)
     ro_daemon.remember_descendants()
     os.kill(ro_daemon.pid, signal.SIGKILL)       # -wal and -shm stay, the WAL not folded in
     assert ro_daemon.proc is not None and ro_daemon.proc.wait(10) == -signal.SIGKILL
@@ -227,9 +229,7 @@ def test_a_reader_after_the_daemon_was_killed(ro_daemon: Daemon) -> None:
 @needs_reader
 @pytest.mark.timeout(90)
 def test_an_action_without_write_access_fails_with_one_line(ro_daemon: Daemon) -> None:
-    ro_daemon.start()
-    uuid = ro_daemon.insert_job("three", {"n": 1})
-    ro_daemon.wait_for_status(uuid, "completed")
+    uuid = one_completed(ro_daemon)
     assert ro_daemon.stop() == 0
     for args in (["cancel", uuid], ["pause", "default"], ["enqueue", "three"]):
         result = ctl_as_reader(*args, "--db", str(ro_daemon.db))
