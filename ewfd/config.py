@@ -25,6 +25,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
+from .model import MAX_WORKERS as MAX_WORKERS
+
 __all__ = [
     "CONFIG_ENV_VAR",
     "CONFIG_SEARCH",
@@ -56,7 +58,6 @@ SYNCHRONOUS_MODES: Final = ("normal", "full")
 #: ("30d" meant as "30s"), and it keeps timestamps far from float/SQLite limits.
 MAX_DURATION: Final = 366 * 86400.0
 
-MAX_WORKERS: Final = 64
 QUEUE_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _DURATION_UNITS: Final = {

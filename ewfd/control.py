@@ -21,7 +21,14 @@ import psutil
 
 from . import codec, identity, runtime
 from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
-from .errors import QueueNotFound, StateError, StoreError, TemplateNotFound, WorkflowNotFound
+from .errors import (
+    InvalidRow,
+    QueueNotFound,
+    StateError,
+    StoreError,
+    TemplateNotFound,
+    WorkflowNotFound,
+)
 from .model import Attempt, QueueSpec, Step, Workflow, WorkflowQuery, WorkflowStatus, iso
 from .store.base import Store
 from .store.sqlite import SQLiteStore
@@ -172,12 +179,16 @@ def show(store: Store, ref: str) -> dict[str, Any]:
 
 def queues(store: Store) -> list[dict[str, Any]]:
     """Per queue its counts, with ``kind``: ``queue`` (stored: it has settings and workers),
-    ``closed`` (a name left on rows after its queue was removed) or ``unknown`` (a name no
-    queue ever had: every row on it was rejected)."""
+    ``closed`` (a name left on rows after its queue was removed), ``unknown`` (a name no
+    queue ever had: every row on it was rejected) or ``none`` (workflows without a queue,
+    run in-process by ``engine.run``; ``queue`` is None)."""
     stored = {q.name for q in store.load_queues()}
     rows = store.queue_stats()
     for row in rows:
-        row["kind"] = "queue" if row["queue"] in stored else _leftover_kind(store, row)
+        if row["queue"] is None:
+            row["kind"] = "none"
+        else:
+            row["kind"] = "queue" if row["queue"] in stored else _leftover_kind(store, row)
         if row["kind"] != "queue":
             row["workers"] = row["paused"] = None
     return rows
@@ -320,7 +331,7 @@ def create_queue(store: Store, name: str, settings: Mapping[str, Any]) -> dict[s
                        EXIT_USAGE)
     try:
         spec: QueueSpec | None = store.load_queue(name)
-    except QueueNotFound:
+    except (QueueNotFound, InvalidRow):   # a row nobody can use is replaced, as if new
         spec = None
     try:
         new = replace(spec, **settings) if spec else QueueSpec(name, **settings)

@@ -16,7 +16,14 @@ from typing import Any, Protocol, TypeVar
 
 from . import backoff, codec, interruptions, timeouts
 from .context import StepContext
-from .errors import FailWorkflowNow, LeaseLost, StateError, StepTimeout, StoreError
+from .errors import (
+    DatabaseLost,
+    FailWorkflowNow,
+    LeaseLost,
+    StateError,
+    StepTimeout,
+    StoreError,
+)
 from .model import Attempt, Claimed, Lease, Step, Workflow, WorkflowStatus, WorkflowTemplate, utcnow
 from .store.base import Store
 
@@ -137,6 +144,8 @@ class Run:
         while True:
             try:
                 return write(*args, **kwargs)
+            except DatabaseLost:   # no retry brings the file back
+                raise
             except StoreError as exc:
                 self.log.error("store.error", error=str(exc), retry_in=round(delay, 3))
                 if backoff.wait(delay, self.stop):
@@ -185,8 +194,13 @@ class Run:
             self.wf.state = codec.decode_state(self.claimed.state_json)
         except StateError as exc:
             return str(exc)
-        if not 0 <= self.wf.current_step <= len(self.wf.steps):
-            return f"current_step {self.wf.current_step} is outside the workflow's steps"
+        if not self.wf.steps:
+            return "invalid row: steps: the workflow has no steps"
+        # A row claimed is never finished: current_step must name a step still to run (a
+        # workflow that ran its last step was saved completed, and is never claimed again).
+        if not 0 <= self.wf.current_step < len(self.wf.steps):
+            return (f"invalid row: current_step {self.wf.current_step}: expected the index of "
+                    f"a step still to run, 0 to {len(self.wf.steps) - 1}")
         return tmpl
 
     def execute(self) -> Outcome:

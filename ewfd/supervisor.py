@@ -24,12 +24,13 @@ import structlog
 from . import codec, critical, identity, proctree, runner, runtime, systemd
 from .config import Config, QueueConfig
 from .engine import Engine
-from .errors import StoreError
+from .errors import DatabaseLost, StoreError
 from .model import QueueSpec, WorkflowStatus
 from .slots import RUNNING, STARTING, Scoreboard
+from .store import sqlite_file
 from .store.sqlite import SQLiteStore
 from .store.wake import ChangeWaiter
-from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
+from .worker import EXIT_BOOT, EXIT_DATABASE, EXIT_RECYCLE, child_main
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD,
            signal.SIGQUIT, signal.SIGTSTP)
@@ -96,24 +97,55 @@ class Supervisor:
         self.booted = False      # a worker has started once: later boot failures are transient
         self.exit_code = 0
         self.store: SQLiteStore | None = None
+        self.db_file: sqlite_file.FileId | None = None   # the file opened at start-up
+        self.journal: tuple[sqlite_file.FileId | None, sqlite_file.FileId | None] = (None, None)
+        self.database_lost = False
         self.started = time.time()
         self.runtime_path = runtime.path_for(str(config.database))
         self._last: dict[str, float] = {}
+        self._invalid_logged: dict[str, str] = {}   # queues rows reported as unusable
         self._published = ""
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
+        """The database is created at start-up only; later opens (ours, the workers') take
+        the file opened then, and nothing else."""
+        if self.database_lost:
+            raise DatabaseLost(f"database file {self.config.database} is lost: not reopened")
         # Once running, the main loop must not sit in a locked database: a write gives up
         # quickly (logged as store.error) and is tried again on a later tick.
         give_up = LOOP_BUSY_GIVE_UP if self.running else 10.0
-        return SQLiteStore(self.config.database, synchronous=self.config.synchronous,
-                           busy_timeout=min(give_up, 5.0), busy_give_up=give_up)
+        store = SQLiteStore(self.config.database, synchronous=self.config.synchronous,
+                            busy_timeout=min(give_up, 5.0), busy_give_up=give_up,
+                            create=self.db_file is None, expect=self.db_file)
+        if self.db_file is None:
+            self.db_file = store.file_id
+        self.journal = sqlite_file.journal_ids(str(self.config.database))   # ours, while open
+        return store
 
     @property
     def db(self) -> SQLiteStore:
         if self.store is None:
             self.store = self.open_store()
         return self.store
+
+    def check_database(self) -> None:
+        """Stop (non-zero exit: systemd restarts us) when the database file was deleted or
+        replaced: carrying on would write to a file nobody reads, or make a new one."""
+        if self.db_file is None or self.database_lost:
+            return
+        why = sqlite_file.lost(str(self.config.database), self.db_file)
+        if why is None:
+            return
+        self.log.error("database.lost", database=str(self.config.database), error=why)
+        self.database_lost = True
+        self.exit_code = EXIT_DATABASE
+        self.close_store()
+        moved = sqlite_file.set_aside(str(self.config.database), self.journal)
+        if moved:   # else the next start would apply the old file's WAL to the new file
+            self.log.warning("database.journal_set_aside", moved=moved)
+        if not self.stopping:
+            self.handle_stop(signal.SIGTERM)
 
     def close_store(self) -> None:
         """Close our connection before fork: SQLite must never see a connection cross a fork."""
@@ -149,12 +181,29 @@ class Supervisor:
     def store_config_queues(self) -> None:
         """The config's queues are stored (ctl sees them) with the config's settings; a
         paused flag set with ``ewfd ctl pause`` survives."""
+        specs, invalid = self.db.queue_rows()
+        self.invalid_queues({n: p for n, p in invalid.items() if n in self.config.queues})
+        paused = {q.name: q.paused for q in specs}
         for qc in self.config.queues.values():
-            try:
-                paused = self.db.load_queue(qc.name).paused
-            except LookupError:
-                paused = False
-            self.db.save_queue(queue_spec(qc, paused))
+            self.db.save_queue(queue_spec(qc, paused.get(qc.name, False)))
+
+    def invalid_queues(self, invalid: dict[str, str]) -> None:
+        """A queues row a person filled with values ewfd cannot use never stops us: a
+        configured queue's row is rewritten with the config's settings, any other is
+        skipped (its pool, if any, keeps its last good settings). Logged once per problem."""
+        logged = {}
+        for name, problem in invalid.items():
+            configured = self.config.queues.get(name)
+            if self._invalid_logged.get(name) != problem:
+                action = ("the config's settings are stored instead" if configured else
+                          "ignored: its workers keep their last good settings"
+                          if name in self.pools else "ignored: no workers until it is fixed")
+                self.log.error("queue.invalid", queue=name, error=problem, action=action)
+            if configured is not None:
+                self.db.save_queue(queue_spec(configured))
+            else:
+                logged[name] = problem
+        self._invalid_logged = logged
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
@@ -181,6 +230,7 @@ class Supervisor:
         while True:
             self.handle_signals()
             self.reap()
+            self.check_database()
             if self.stopping:
                 if not self.workers:
                     break
@@ -398,6 +448,10 @@ class Supervisor:
         pool = self.pools.get(proc.queue)
         if self.stopping or pool is None or proc.retiring in ("reload", "removed", "shutdown"):
             return
+        if code == EXIT_DATABASE:
+            self.check_database()   # the worker found the file replaced or deleted
+            if self.database_lost:
+                return
         if code == EXIT_BOOT and not self.booted:
             self.log.error("supervisor.boot_error", queue=proc.queue,
                            error="no worker could start; stopping instead of crash-looping")
@@ -421,6 +475,8 @@ class Supervisor:
 
     def release(self, proc: WorkerProc, reason: str) -> None:
         """Give a dead worker's workflows back at once instead of waiting for the lease."""
+        if self.database_lost:   # the new file never had them; the old one is gone
+            return
         store = self.db
         if proc.killed_for_timeout is not None:
             for claimed in store.held_by(proc.owner):
@@ -519,10 +575,20 @@ class Supervisor:
             self.publish()
         except StoreError as exc:
             self.log.error("store.error", error=str(exc))
+        except Exception as exc:   # a value in a row nobody foresaw: logged, never our end
+            self.log.exception("supervisor.duty_failed", error=repr(exc))
 
     def sync_queues(self) -> None:
         """Make the pools match the stored queues (config queues take the config's settings)."""
-        stored = {q.name: q for q in self.db.load_queues()}
+        specs, invalid = self.db.queue_rows()
+        self.invalid_queues(invalid)
+        stored = {q.name: q for q in specs}
+        for name in invalid:   # config queues: rewritten just now; others keep their pool
+            configured = self.config.queues.get(name)
+            if configured is not None:
+                stored[name] = queue_spec(configured)
+            elif name in self.pools:
+                stored[name] = self.pools[name].spec
         for name, spec in stored.items():
             qc = self.config.queues.get(name)
             if qc is not None:
@@ -546,6 +612,8 @@ class Supervisor:
                 self.retire(proc, "removed")
 
     def keep_leases(self) -> None:
+        if self.database_lost:
+            return
         if self.every("leases", min([p.spec.lease for p in self.pools.values()] or [30]) / 3):
             self.renew_leases()
 
@@ -649,14 +717,15 @@ class Supervisor:
         parent = os.getpid()
         close = [self.pipe_r, self.pipe_w, out_r, self.changes.fileno(),
                  *(w.output_fd for w in self.workers.values())]
-        database, synchronous = self.config.database, self.config.synchronous
+        database, synchronous, expect = self.config.database, self.config.synchronous, self.db_file
         self.engine.max_state_size = self.config.max_state_size
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         pid = os.fork()
         if pid == 0:   # the child: never returns
             for sig in HANDLED:
                 signal.signal(sig, signal.SIG_DFL)
-            child_main(self.engine, lambda: SQLiteStore(database, synchronous=synchronous),
+            child_main(self.engine, lambda: SQLiteStore(database, synchronous=synchronous,
+                                                        create=False, expect=expect),
                        pool.spec, self.board.slot(slot), parent_pid=parent, output_fd=out_w,
                        close_fds=close, reopen_log=self.reopen_log)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

@@ -26,7 +26,7 @@ import structlog
 
 from . import codec, critical, identity, liblog, proctree, runner
 from .engine import Engine
-from .errors import LeaseLost, StoreError
+from .errors import DatabaseLost, LeaseLost, StoreError
 from .model import QueueSpec, Workflow
 from .slots import Slot
 from .store.base import Store
@@ -34,6 +34,7 @@ from .store.base import Store
 EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_BOOT = 3          # could not start at all: the supervisor stops instead of looping
+EXIT_DATABASE = 4      # the database file was deleted or replaced: the daemon stops
 EXIT_RECYCLE = 10      # reached max_tasks_per_worker
 IDLE_FALLBACK = 1.0    # with inotify, a wait is also a poll at least this often
 
@@ -123,6 +124,9 @@ class Worker:
             try:
                 outcome = self.run_once()
                 delay = 0.05
+            except DatabaseLost as exc:   # retrying cannot help: stop, and say why
+                self.log.error("database.lost", error=str(exc))
+                raise
             except StoreError as exc:
                 self.log.error("store.error", error=str(exc), retry_in=round(delay, 3))
                 self._idle_wait(delay)
@@ -234,6 +238,9 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         try:
             store = make_store()
             engine.bind(store, save_templates=False)
+        except DatabaseLost as exc:
+            log.error("database.lost", error=str(exc))
+            _exit(EXIT_DATABASE)
         except Exception as exc:
             log.error("worker.boot_failed", error=str(exc))
             _exit(EXIT_BOOT)
@@ -243,8 +250,11 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         worker_ref.append(worker)
         slot.idle()
         log.info("worker.started")
-        reason = worker.run()
-        code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
+        try:
+            reason = worker.run()
+            code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
+        except DatabaseLost:
+            code = EXIT_DATABASE
         with contextlib.suppress(Exception):
             store.close()
     except BaseException as exc:   # a bug: say so, and let the supervisor restart us

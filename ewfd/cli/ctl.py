@@ -92,15 +92,22 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     counts = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
     if real:
         out.table(["QUEUE", "WORKERS", "PAUSED", *counts, "OLDEST PENDING"],
-                  [[r["queue"], str(r["workers"]), ("paused", "yellow") if r["paused"] else "no",
-                    *_counts(r), "-" if r["oldest_pending_age_s"] is None
+                  [[r["queue"], ("invalid", "red") if r.get("invalid") else str(r["workers"]),
+                    ("paused", "yellow") if r["paused"] else "no", *_counts(r),
+                    "-" if r["oldest_pending_age_s"] is None
                     else out.span(r["oldest_pending_age_s"])] for r in real])
     if other:
         out.echo(("\n" if real else "") + "not queues: names left on workflows")
         out.table(["NAME", "KIND", *counts],
-                  [[r["queue"], (r["kind"], "yellow"), *_counts(r)] for r in other])
+                  [["(no queue)" if r["queue"] is None else r["queue"], (r["kind"], "yellow"),
+                   *_counts(r)] for r in other])
         out.note("closed: its queue was removed (`ewfd ctl create-queue NAME` runs what is "
-                 "pending)\nunknown: no queue ever had that name; its rows were rejected")
+                 "pending)\nunknown: no queue ever had that name; its rows were rejected\n"
+                 "none: workflows without a queue, run in-process by engine.run")
+    for r in real:
+        if r.get("invalid"):
+            out.note(f"queue {r['queue']}: its queues row cannot be used ({r['invalid']}); the "
+                     "daemon skips it (a configured queue takes the config's settings)")
 
 
 def _counts(r: dict[str, Any]) -> list[out.Cell]:
@@ -234,8 +241,11 @@ def templates(config_path: str | None, db_path: str | None, as_json: bool) -> No
     if out.done_without_table(rows, as_json,
                               "no templates stored: start ewfd run once with your app"):
         return
-    table = []
+    table: list[list[Any]] = []
     for t in rows:
+        if not t["steps"]:
+            table.append([t["name"], "-", ("(its stored steps cannot be read)", "red"), "", "",
+                          ""])
         for i, step in enumerate(t["steps"], 1):
             attempts, backoff = describe_retry(step)
             table.append([t["name"] if i == 1 else "", str(i), str(step.get("name")), attempts,

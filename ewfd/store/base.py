@@ -174,7 +174,8 @@ class Store(Protocol):
         ...
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
-        """Fail pending rows whose queue is not a stored queue; returns (uuid, error) pairs."""
+        """Fail pending rows whose queue is not a stored queue (and, where people can write
+        rows by hand, any other pending row no worker would take); returns (uuid, error)."""
         ...
 
     def lease_owners(self) -> list[str]:
@@ -208,7 +209,8 @@ class Store(Protocol):
         ...
 
     def queue_stats(self) -> list[dict[str, Any]]:
-        """Per queue (stored or seen on a workflow): counts by status, oldest pending age."""
+        """Per queue (stored or seen on a workflow): counts by status, oldest pending age;
+        workflows with no queue count under ``queue: None``, listed last."""
         ...
 
     def queue_activity(self, name: str) -> tuple[int, float | None]:

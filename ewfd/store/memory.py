@@ -547,22 +547,20 @@ class MemoryStore:
 
     def queue_stats(self) -> list[dict[str, Any]]:
         now = utcnow()
-        stats: dict[str, dict[str, Any]] = {}
+        stats: dict[str | None, dict[str, Any]] = {}
         with self._lock:
             for spec, _ in self._queues.values():
                 stats[spec.name] = {"queue": spec.name, "workers": spec.workers,
                                     "paused": spec.paused}
-            oldest: dict[str, str] = {}
+            oldest: dict[str | None, str] = {}
             for r in self._jobs.values():
-                if r.queue is None:
-                    continue
                 entry = stats.setdefault(r.queue, {"queue": r.queue, "workers": 0,
                                                    "paused": False})
                 entry[str(r.status)] = entry.get(str(r.status), 0) + 1
                 if r.status == _PENDING and r.created_at < oldest.get(r.queue, "\uffff"):
                     oldest[r.queue] = r.created_at
         out = []
-        for name in sorted(stats):
+        for name in sorted(stats, key=lambda n: (n is None, n or "")):
             entry = stats[name]
             for s in WorkflowStatus:
                 entry.setdefault(str(s), 0)

@@ -20,6 +20,7 @@ _IN_MODIFY = 0x002
 _IN_CLOSE_WRITE = 0x008
 _IN_MOVED_TO = 0x080
 _IN_CREATE = 0x100
+_IN_DELETE = 0x200      # the database deleted: the supervisor notices at once
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
@@ -48,7 +49,7 @@ class ChangeWaiter:
         if fd < 0:
             return
         directory = os.path.dirname(os.path.abspath(db_path)).encode()
-        mask = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE
+        mask = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
         if libc.inotify_add_watch(fd, directory, mask) < 0:
             os.close(fd)
             return

@@ -608,7 +608,8 @@ def test_queue_stats(store: Store) -> None:
     store.cancel_workflow(add(store, "other").uuid)
     add(store, None)
     stats = store.queue_stats()
-    assert [s["queue"] for s in stats] == ["idle", "other", "q"]
+    assert [s["queue"] for s in stats] == ["idle", "other", "q", None]   # no queue: last
+    assert stats[-1]["pending"] == 1 and stats[-1]["workers"] == 0
     by = {s["queue"]: s for s in stats}
     q = by["q"]
     assert (q["workers"], q["paused"], q["pending"], q["running"], q["completed"], q["failed"],
