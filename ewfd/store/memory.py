@@ -157,7 +157,7 @@ class MemoryStore:
         now = _now_iso()
         steps = json.dumps([s.to_dict() for s in wf.steps]) if wf.steps else None
         metadata = json.dumps(wf.metadata)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if wf.uuid in self._by_uuid:
                 raise StoreError(f"memory: UNIQUE constraint failed: workflow {wf.uuid} exists")
             row = _Row(self._next_id, wf.uuid, wf.queue, wf.name, state_json, wf.display_name,
@@ -187,7 +187,7 @@ class MemoryStore:
             return [self._workflow(r, typed) for r in rows]
 
     def delete_workflow(self, uuid: str) -> bool:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             job_id = self._by_uuid.pop(uuid, None)
             if job_id is None:
                 return False
@@ -200,7 +200,7 @@ class MemoryStore:
             return list(self._history[self._row(uuid).id])
 
     def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._row(uuid)
             if row.status == _PENDING:
                 row.status, row.error, row.lease_owner, row.lease_expires = (
@@ -215,7 +215,7 @@ class MemoryStore:
             return row.status
 
     def retry_workflow(self, uuid: str) -> bool:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._row(uuid)
             if row.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
                 return False
@@ -298,7 +298,7 @@ class MemoryStore:
 
         def batches() -> Iterator[int]:
             while True:
-                with self._lock, critical.section():
+                with critical.section(), self._lock:
                     ids = [r.id for r in self._jobs.values() if match(r)]
                     ids = ids[:int(batch)] if int(batch) >= 0 else ids
                     for job_id in ids:
@@ -334,7 +334,7 @@ class MemoryStore:
 
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
         now = self.clock.now()
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             spec = self._queues.get(queue)
             if spec is not None and spec[0].paused:
                 return None
@@ -344,7 +344,7 @@ class MemoryStore:
             return None
 
     def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             job_id = self._by_uuid.get(uuid)
             row = None if job_id is None else self._jobs[job_id]
             if row is None or row.status != _PENDING:
@@ -364,7 +364,7 @@ class MemoryStore:
     def save_step(self, lease: Lease, *, step_index: int, state_json: str, attempt: Attempt,
                   completed: bool) -> bool:
         stored = _stored(attempt)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._fenced(lease)
             row.state, row.current_step, row.attempt, row.crashes = (
                 state_json, step_index + 1, 0, 0)
@@ -379,7 +379,7 @@ class MemoryStore:
 
     def record_attempt(self, lease: Lease, *, attempt: Attempt) -> bool:
         stored = _stored(attempt)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._fenced(lease)
             row.attempt = attempt.attempt
             self._history[row.id].append(stored)
@@ -389,7 +389,7 @@ class MemoryStore:
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
                 attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
         stored = None if attempt is None else _stored(attempt)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._fenced(lease)
             if status == _PENDING and row.cancel_requested:   # a cancel requested meanwhile
                 status, error = WorkflowStatus.CANCELLED, "cancelled"
@@ -420,7 +420,7 @@ class MemoryStore:
 
     def renew_leases(self, owners: Sequence[str], lease: float) -> int:
         expires, n = self.clock.now() + lease, 0
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             for r in self._jobs.values():
                 if r.status == _RUNNING and r.lease_owner in owners:
                     r.lease_expires, n = expires, n + 1
@@ -441,7 +441,7 @@ class MemoryStore:
             raise ValueError("interrupt needs an owner or expired=True")
         t, now = self.clock.now(), utcnow()
         out = []
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             for r in self._jobs.values():
                 if r.status != _RUNNING:
                     continue
@@ -475,7 +475,7 @@ class MemoryStore:
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
         out = []
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             for r in self._jobs.values():
                 if r.status == _PENDING and r.queue is not None and r.queue not in self._queues:
                     error = (f"unknown queue {r.queue!r}: no configured or created queue has "
@@ -495,7 +495,7 @@ class MemoryStore:
     # -- templates ------------------------------------------------------------------------
     def save_template(self, name: str, steps: Sequence[dict[str, Any]]) -> None:
         text = json.dumps(list(steps))
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if self._templates.get(name) != text:
                 self._templates[name] = text
                 self._changed()
@@ -513,7 +513,7 @@ class MemoryStore:
 
     # -- queues -----------------------------------------------------------------------------
     def save_queue(self, spec: QueueSpec) -> None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             old = self._queues.get(spec.name)
             if old is not None:
                 spec = dataclasses.replace(spec, paused=old[0].paused)
@@ -521,7 +521,7 @@ class MemoryStore:
             self._changed()
 
     def delete_queue(self, name: str) -> None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if self._queues.pop(name, None) is None:
                 raise QueueNotFound(f"no queue {name!r}")
             self._changed()
@@ -537,7 +537,7 @@ class MemoryStore:
             return [self._queues[n][0] for n in sorted(self._queues)]
 
     def set_paused(self, name: str, paused: bool) -> bool:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if name not in self._queues:
                 raise QueueNotFound(f"no queue {name!r}")
             spec = self._queues[name][0]

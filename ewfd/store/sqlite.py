@@ -338,7 +338,9 @@ class SQLiteStore:
         while True:
             # The section: a signal handler's exception (a step's timeout, Ctrl-C) surfaces
             # after COMMIT or ROLLBACK, never with the transaction open and the lock held.
-            with self._lock, critical.section():
+            # It is entered before the thread lock: a write waiting for another thread's
+            # write (the engine's lease thread) is not cut short either.
+            with critical.section(), self._lock:
                 conn = self._conn
                 try:
                     if conn.in_transaction:   # left open by something that was no signal
