@@ -41,7 +41,7 @@ from ..model import (
 )
 from . import schema
 from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
-from .wake import ChangeWaiter
+from .wake import ChangeFeed
 
 T = TypeVar("T")
 
@@ -100,9 +100,9 @@ class SQLiteStore:
         self._create = create and not readonly
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._waiter: ChangeWaiter | None = None
         self._conn = self._connect()
         self._last_data_version = self._data_version()
+        self._feed = ChangeFeed(self.path, self._data_version)
 
     # -- connection ----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -178,8 +178,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._waiter is not None:
-                self._waiter.close()
+            self._feed.close()
             if os.getpid() == self._pid:
                 self._conn.close()
 
@@ -216,8 +215,11 @@ class SQLiteStore:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
+                        before = conn.total_changes
                         result = fn(conn)
                         conn.execute("COMMIT")
+                        if conn.total_changes != before:   # wake this process's waiters
+                            self._feed.committed()
                         return result
                     except BaseException:
                         if conn.in_transaction:
@@ -765,15 +767,13 @@ class SQLiteStore:
     @property
     def wakes_on_change(self) -> bool:
         """True when :meth:`wait_for_change` blocks on inotify rather than polling."""
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
-        return self._waiter.blocking
+        return self._feed.watcher.blocking
 
     def _data_version(self) -> int:
         return int(self._read("PRAGMA data_version")[0][0])
 
     def changed(self) -> bool:
-        """True when another connection committed since the last call (or the last wait)."""
+        """True when another connection committed since the last call."""
         version = self._data_version()
         if version == self._last_data_version:
             return False
@@ -781,34 +781,16 @@ class SQLiteStore:
         return True
 
     def wait_for_change(self, timeout: float) -> None:
-        """Return when another connection committed, or after ``timeout``.
+        """Return when anything committed since this thread last returned from here, or
+        after ``timeout``: another connection, or another thread through this one.
 
         Blocks on inotify where it can; each wake-up costs one ``PRAGMA data_version``.
         A write to the ``-wal`` file comes just *before* its commit is visible (the
         wal-index in ``-shm`` is updated through mmap, which inotify does not see), so
         after an event the version is re-read every millisecond for a short while.
+        Several threads may wait at once: each is woken (see :class:`ChangeFeed`).
         """
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
-        deadline = time.monotonic() + timeout
-        hot_until = 0.0
-        while True:
-            version = self._data_version()
-            if version != self._last_data_version:
-                self._last_data_version = version
-                return
-            now = time.monotonic()
-            remaining = deadline - now
-            if remaining <= 0:
-                return
-            if not self._waiter.blocking:
-                step = min(remaining, 0.05)
-            elif now < hot_until:
-                step = min(remaining, 0.001)
-            else:
-                step = remaining
-            if self._waiter.wait(step):
-                hot_until = time.monotonic() + 0.05
+        self._feed.wait(timeout)
 
     def maintenance(self) -> None:
         self._read("PRAGMA wal_checkpoint(TRUNCATE)")
