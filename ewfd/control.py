@@ -22,12 +22,14 @@ import psutil
 from . import codec, identity, runtime
 from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
 from .errors import QueueNotFound, StateError, StoreError, TemplateNotFound, WorkflowNotFound
+from .handle import WorkflowHandle
 from .model import Attempt, QueueSpec, Step, Workflow, WorkflowStatus, iso
 from .store.base import Store
 from .store.sqlite import SQLiteStore
 
 EXIT_FAILED = 1      # the thing asked for does not exist, or the action does not apply
 EXIT_USAGE = 2       # bad input
+EXIT_TIMEOUT = 124   # enqueue --wait gave up waiting (the code of timeout(1))
 
 DEFAULT_MAX_STATE_SIZE = 1024 * 1024
 
@@ -170,6 +172,20 @@ def enqueue(store: Store, name: str, *, queue: str = "default",
         raise CtlError(f"--state: {exc}", EXIT_USAGE) from None
     store.create_workflow(wf, state_json)
     return wf.uuid
+
+
+def wait(store: Store, uuid: str, timeout: float | None) -> dict[str, Any]:
+    """Block until the workflow is completed, failed or cancelled (woken by the store's
+    change feed, as workers are); its fields and state, as ``show`` without history."""
+    try:
+        wf = WorkflowHandle(store, uuid, typed=False).wait(timeout)
+    except TimeoutError as exc:
+        raise CtlError(f"{exc}: it carries on (ewfd ctl show {uuid})", EXIT_TIMEOUT) from None
+    except WorkflowNotFound:
+        raise CtlError(f"workflow {uuid} is gone (pruned?)") from None
+    out = workflow_dict(wf, store.load_templates())
+    out["state"] = wf.state
+    return out
 
 
 def _status(store: Store, uuid: str) -> WorkflowStatus:

@@ -16,7 +16,7 @@ from .store.base import Store
 
 # A wait also re-reads the workflow this often: it only matters when a change
 # notification is lost (an inotify queue overflow), never in the ordinary case.
-FALLBACK_POLL = 5.0
+FALLBACK_POLL = 10.0
 
 
 class WorkflowHandle:

@@ -42,7 +42,11 @@ class UsageFailure(Failure):
 
 
 def failure(message: str, exit_code: int = control.EXIT_FAILED) -> Failure:
-    return UsageFailure(message) if exit_code == control.EXIT_USAGE else Failure(message)
+    if exit_code == control.EXIT_USAGE:
+        return UsageFailure(message)
+    failed = Failure(message)
+    failed.exit_code = exit_code     # e.g. EXIT_TIMEOUT
+    return failed
 
 
 class CtlGroup(click.Group):
