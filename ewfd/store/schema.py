@@ -84,6 +84,10 @@ MIGRATIONS: list[str] = [
         updated_at           TEXT NOT NULL DEFAULT {_NOW}
     );
     """,
+    # 2: the progress a running step last reported (ctx.progress), as JSON; NULL otherwise
+    """
+    ALTER TABLE jobs ADD COLUMN progress TEXT;
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

@@ -33,6 +33,7 @@ from ..model import (
     Lease,
     QueueSpec,
     Step,
+    StepProgress,
     Workflow,
     WorkflowStatus,
     iso,
@@ -46,7 +47,8 @@ from .wake import ChangeFeed
 T = TypeVar("T")
 
 _WF_COLUMNS = ("id, uuid, queue, workflow, state, display_name, metadata, status, current_step, "
-               "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested")
+               "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested, "
+               "progress")
 
 
 class _BadText(str):
@@ -257,14 +259,16 @@ class SQLiteStore:
         except (ValueError, TypeError, KeyError):
             steps = []
         current = row["current_step"]
+        status = WorkflowStatus(row["status"])
         return Workflow(
-            uuid=str(row["uuid"]), name=str(row["workflow"]), status=WorkflowStatus(row["status"]),
+            uuid=str(row["uuid"]), name=str(row["workflow"]), status=status,
             state=state if isinstance(state, dict) else {},
             current_step=current if isinstance(current, int) else -1,
             created_at=_lenient_ts(row["created_at"]), steps=steps,
             queue=row["queue"], display_name=str(row["display_name"] or ""),
             metadata=metadata if isinstance(metadata, dict) else {}, error=row["error"],
             updated_at=_lenient_ts(row["updated_at"]),
+            progress=_progress(row["progress"]) if status == WorkflowStatus.RUNNING else None,
         )
 
     def _claimed(self, row: sqlite3.Row, owner: str) -> Claimed:
@@ -455,7 +459,7 @@ class SQLiteStore:
 
     # -- claiming and fenced writes ------------------------------------------------------------
     _CLAIM_SET = ("status='running', lease_owner=:owner, lease_expires=:expires, token=token+1, "
-                  "step_started_at=:now, updated_at=:now")
+                  "step_started_at=:now, updated_at=:now, progress=NULL")
 
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
         now = time.time()
@@ -505,7 +509,8 @@ class SQLiteStore:
     def _fenced(self, conn: sqlite3.Connection, lease: Lease, sets: str,
                 params: dict[str, Any]) -> sqlite3.Row:
         row = conn.execute(
-            f"UPDATE jobs SET {sets}, steps=COALESCE(steps, :steps), updated_at=:now "
+            f"UPDATE jobs SET {sets}, steps=COALESCE(steps, :steps), updated_at=:now, "
+            "progress=NULL "
             "WHERE id=:id AND token=:token AND status='running' RETURNING cancel_requested",
             {**params, "id": lease.job_id, "token": lease.token, "steps": lease.steps_json,
              "now": params.get("now") or _now_iso()}).fetchone()
@@ -555,6 +560,20 @@ class SQLiteStore:
             self._fenced(conn, lease, sets, params)
             if attempt is not None:
                 self._history(conn, lease.job_id, attempt)
+
+        self._write(tx)
+
+    def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
+                      message: str | None) -> None:
+        text = json.dumps({"fraction": fraction, "message": message, "step_index": step_index,
+                           "updated_at": _now_iso()})
+
+        def tx(conn: sqlite3.Connection) -> None:
+            if not conn.execute("UPDATE jobs SET progress=? WHERE id=? AND token=? AND "
+                                "status='running' AND current_step=?",
+                                (text, lease.job_id, lease.token, step_index)).rowcount:
+                raise LeaseLost(f"lease on workflow #{lease.job_id} (token {lease.token}) "
+                                f"is no longer at step {step_index}")
 
         self._write(tx)
 
@@ -797,6 +816,19 @@ class SQLiteStore:
 
     def integrity_check(self) -> str:
         return str(self._read("PRAGMA integrity_check")[0][0])
+
+
+def _progress(text: Any) -> StepProgress | None:
+    """The progress column as read: None when empty or unreadable (never an error)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        message = data.get("message")
+        return StepProgress(float(data["fraction"]), None if message is None else str(message),
+                            int(data["step_index"]), parse_iso(data["updated_at"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def _diagnose(path: str) -> str:
