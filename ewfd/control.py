@@ -124,10 +124,25 @@ def show(store: Store, uuid: str) -> dict[str, Any]:
         history = store.history(uuid)
     except WorkflowNotFound:
         raise CtlError(f"no workflow {uuid}") from None
-    out = workflow_dict(wf, store.load_templates())
+    templates = store.load_templates()
+    out = workflow_dict(wf, templates)
     out["state"] = wf.state
+    out["progress"] = progress_dict(wf, templates)
     out["history"] = [attempt_dict(a) for a in history]
     return out
+
+
+def progress_dict(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]]
+                  ) -> dict[str, Any] | None:
+    """What the running step last reported with ``ctx.progress`` (None when nothing runs or
+    it reported nothing)."""
+    p = wf.progress
+    if p is None:
+        return None
+    names = _step_names(wf, templates)
+    step = names[p.step_index] if 0 <= p.step_index < len(names) else None
+    return {"fraction": p.fraction, "message": p.message, "step": step,
+            "updated_at": iso(p.updated_at)}
 
 
 def queues(store: Store) -> list[dict[str, Any]]:
@@ -302,12 +317,15 @@ def workers(target: Target, *, sample: float = 0.2) -> WorkersReport:
         note = f"supervisor runs on host {owner.partition(':')[0]}: no process details here"
     rows = [{"pid": sup_pid, "role": "supervisor", "queue": None,
              "state": "running" if running else "dead", "workflow_uuid": None, "step": None,
-             "tasks": None, "started_at": _epoch_iso(sup.get("started_at"))}]
+             "tasks": None, "started_at": _epoch_iso(sup.get("started_at")), "progress": None,
+             "progress_message": None}]
     for w in data.get("workers") or []:
         if isinstance(w, dict):
             rows.append({"pid": _as_int(w.get("pid")), "role": "worker", "queue": w.get("queue"),
                          "state": w.get("state"), "workflow_uuid": w.get("workflow_uuid"),
-                         "step": w.get("step"), "tasks": w.get("tasks"), "started_at": None})
+                         "step": w.get("step"), "tasks": w.get("tasks"), "started_at": None,
+                         "progress": w.get("progress"),
+                         "progress_message": w.get("progress_message")})
     local = running and note is None
     _measure(rows, sup_pid if local else None, sample)
     if running and not local:

@@ -97,6 +97,7 @@ class Supervisor:
         self.runtime_path = runtime.path_for(str(config.database))
         self._last: dict[str, float] = {}
         self._published = ""
+        self._published_progress: list[tuple[float | None, str | None]] = []
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
@@ -501,17 +502,22 @@ class Supervisor:
 
     def publish(self) -> None:
         """Write the runtime file ``ewfd ctl workers`` reads (when it changed, or every 5 s)."""
-        rows = []
+        rows, progress = [], []
         for proc in sorted(self.workers.values(), key=lambda w: w.pid):
             view = self.board.read(proc.slot)
             rows.append({"pid": proc.pid, "queue": proc.queue,
                          "state": "stopping" if proc.retiring else view.state_name,
                          "workflow_uuid": view.workflow_uuid, "step": view.step,
                          "tasks": view.tasks})
+            progress.append((view.progress, view.progress_message))
         text = repr(rows)
-        if text == self._published and not self.every("publish", 5.0):
+        # A step's progress alone changes the file at most once a second.
+        if text == self._published and not self.every("publish", 5.0) and (
+                progress == self._published_progress or not self.every("progress", 1.0)):
             return
-        self._published = text
+        self._published, self._published_progress = text, progress
+        for row, (fraction, message) in zip(rows, progress, strict=True):
+            row.update(progress=fraction, progress_message=message)
         with contextlib.suppress(OSError):
             runtime.write(self.runtime_path, {
                 "supervisor": {"pid": os.getpid(), "identity": identity.current(),

@@ -136,7 +136,9 @@ def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool)
     out.fields([
         ("uuid", wf["uuid"]), ("name", wf["name"]), ("display name", wf["display_name"] or "-"),
         ("queue", wf["queue"] or "-"), ("status", out.status(wf["status"])),
-        ("step", step_label(wf)), ("steps", " -> ".join(wf["steps"]) or "-"),
+        ("step", step_label(wf)),
+        *([("progress", progress_label(wf["progress"]))] if wf["progress"] else []),
+        ("steps", " -> ".join(wf["steps"]) or "-"),
         ("error", (wf["error"], "red") if wf["error"] else "-"),
         ("created", f"{wf['created_at']} ({out.ago(wf['created_at'])})"),
         ("updated", f"{wf['updated_at']} ({out.ago(wf['updated_at'])})"),
@@ -157,6 +159,19 @@ def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool)
                 out.millis(h["duration_ms"]), out.status(h["outcome"]),
                 str(h["worker_pid"] or "-"), (out.short(h["error"], 200), "red")]
                for i, h in enumerate(wf["history"], 1)])
+
+
+def percent(fraction: float | None, message: str | None, width: int = 60) -> str:
+    """``42% copying files``: a step's progress, for people (``-`` when none)."""
+    if fraction is None:
+        return "-"
+    return out.short(f"{int(fraction * 100)}% {message or ''}".rstrip(), width)
+
+
+def progress_label(p: dict[str, Any]) -> str:
+    """``42% copying files (step export, 3s ago)``, from ``show --json``'s ``progress``."""
+    return (f"{percent(p['fraction'], p['message'])} (step {p['step'] or '?'}, "
+            f"{out.ago(p['updated_at'])})")
 
 
 def _g(value: Any) -> str:
@@ -226,10 +241,12 @@ def workers(config_path: str | None, db_path: str | None, as_json: bool) -> None
     if as_json:
         out.print_json(report.rows)
     elif report.rows:
-        out.table(["PID", "ROLE", "QUEUE", "STATE", "WORKFLOW", "STEP", "TASKS", "RSS", "CPU"],
+        out.table(["PID", "ROLE", "QUEUE", "STATE", "WORKFLOW", "STEP", "PROGRESS", "TASKS",
+                   "RSS", "CPU"],
                   [[str(r["pid"]), r["role"], r["queue"] or "-",
                     out.status("dead" if r["alive"] is False else r["state"]),
                     r["workflow_uuid"] or "-", r["step"] or "-",
+                    percent(r["progress"], r["progress_message"], 30),
                     "-" if r["tasks"] is None else str(r["tasks"]), out.size(r["rss_bytes"]),
                     "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f}%"]
                    for r in report.rows])

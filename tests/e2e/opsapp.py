@@ -6,6 +6,8 @@ Steps synchronise with the test through files in ``$E2E_DIR``: a gated step writ
 ``double``  n -> 2n.
 ``gated``   gate (waits for its release file), then double.
 ``boom``    fails at once ("card declined"), no retry.
+``crunch``  crunch: reports progress 10,001 times in a burst (up to 0.5, "row 10000 of
+            20000"), then waits for its release file.
 """
 
 from __future__ import annotations
@@ -53,13 +55,21 @@ def boom(ctx: StepContext, state: dict[str, Any]) -> None:
     raise RuntimeError("card declined")
 
 
+def crunch(ctx: StepContext, state: dict[str, Any]) -> None:
+    for i in range(10_001):
+        ctx.progress(i / 20_000, f"row {i} of 20000")
+    _started(ctx.workflow_uuid)
+    _wait_release(ctx.workflow_uuid)
+
+
 def register(engine: Engine) -> Engine:
     """Every activity and template of this app, on ``engine`` (the test process uses it too)."""
-    for fn in (double, gate, boom):
+    for fn in (double, gate, boom, crunch):
         engine.register(fn.__name__, fn)
     engine.register_template("double", WorkflowTemplate(steps=[Step("double")]))
     engine.register_template("gated", WorkflowTemplate(steps=[Step("gate"), Step("double")]))
     engine.register_template("boom", WorkflowTemplate(steps=[Step("boom")]))
+    engine.register_template("crunch", WorkflowTemplate(steps=[Step("double"), Step("crunch")]))
     return engine
 
 
