@@ -422,7 +422,8 @@ class SQLiteStore:
             raise ValueError("prune only deletes finished workflows (completed/failed/cancelled)")
         marks = ",".join("?" * len(finished))
         cutoff = iso(datetime.fromtimestamp(older_than, UTC))
-        return f"status IN ({marks}) AND updated_at < ?", [*finished, cutoff]
+        return (f"{schema.FINISHED} AND status IN ({marks}) AND updated_at < ?",
+                [*finished, cutoff])
 
     def count_prunable(self, *, older_than: float, statuses: Sequence[WorkflowStatus]) -> int:
         where, params = self._prune_where(older_than, statuses)
