@@ -145,8 +145,29 @@ def progress_dict(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]]
             "updated_at": iso(p.updated_at)}
 
 
-def queues(store: Store) -> list[dict[str, Any]]:
-    return store.queue_stats()
+def queues(store: Store, policy: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per queue counts; each entry carries the retention ``policy`` too (:func:`retention`)."""
+    rows = store.queue_stats()
+    for row in rows:
+        row["retention"] = policy
+    return rows
+
+
+def retention(target: Target) -> dict[str, Any] | None:
+    """The retention policy in force: seconds each finished status is kept (None: forever).
+    A running daemon's own (``source: "daemon"``, with its last pass and counts), else the
+    config's (``"config"``); None when neither is known (``--db`` with no daemon)."""
+    data = runtime.read(runtime.path_for(target.database)) or {}
+    sup = data.get("supervisor")
+    if (isinstance(sup, dict) and isinstance(sup.get("retention"), dict)
+            and not identity.is_dead(str(sup.get("identity") or ""))):
+        return {**sup["retention"], "source": "daemon"}
+    if target.config is None:
+        return None
+    policy = target.config.retention
+    return {"completed": policy.completed, "failed": policy.failed,
+            "cancelled": policy.cancelled, "interval": policy.interval, "last_pass_at": None,
+            "pruned": None, "source": "config"}
 
 
 def templates(store: Store) -> list[dict[str, Any]]:

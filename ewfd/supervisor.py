@@ -26,6 +26,7 @@ from .config import Config, QueueConfig
 from .engine import Engine
 from .errors import StoreError
 from .model import QueueSpec, WorkflowStatus
+from .retention import Retention
 from .slots import RUNNING, STARTING, Scoreboard
 from .store.sqlite import SQLiteStore
 from .store.wake import ChangeWaiter
@@ -95,6 +96,7 @@ class Supervisor:
         self.store: SQLiteStore | None = None
         self.started = time.time()
         self.runtime_path = runtime.path_for(str(config.database))
+        self.retention = Retention()
         self._last: dict[str, float] = {}
         self._published = ""
         self._published_progress: list[tuple[float | None, str | None]] = []
@@ -410,6 +412,8 @@ class Supervisor:
                 self.check_memory()
             if self.every("checkpoint", 60.0):
                 self.db.maintenance()
+            if self.retention.due(self.config.retention):
+                self.retention.run_once(self.db, self.config.retention, self.log)
             self.publish()
         except StoreError as exc:
             self.log.error("store.error", error=str(exc))
@@ -522,7 +526,8 @@ class Supervisor:
             runtime.write(self.runtime_path, {
                 "supervisor": {"pid": os.getpid(), "identity": identity.current(),
                                "started_at": self.started, "database": str(self.config.database),
-                               "config": str(self.config.path) if self.config.path else None},
+                               "config": str(self.config.path) if self.config.path else None,
+                               "retention": self.retention.describe(self.config.retention)},
                 "updated_at": time.time(), "workers": rows})
 
     # -- spawning -------------------------------------------------------------------------------

@@ -62,10 +62,13 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
 
     Per queue: workers, paused, counts by status, age of the oldest pending.
     Pending work with an old OLDEST PENDING means nothing claims it: check
-    PAUSED, then `ewfd ctl workers`.
+    PAUSED, then `ewfd ctl workers`. The last line says how long finished
+    workflows are kept ([retention] in the config; the daemon prunes them).
     """
-    with opened(target(config_path, db_path)) as store:
-        rows = control.queues(store)
+    found = target(config_path, db_path)
+    policy = control.retention(found)
+    with opened(found) as store:
+        rows = control.queues(store, policy)
     if out.done_without_table(rows, as_json, "no queues yet: ewfd run stores the configured "
                               "queues when it starts"):
         return
@@ -77,6 +80,28 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
           (f"{r['failed']:,}", "red" if r["failed"] else None), f"{r['cancelled']:,}",
           "-" if r["oldest_pending_age_s"] is None else out.span(r["oldest_pending_age_s"])]
          for r in rows])
+    out.echo(retention_line(policy), err=True)
+
+
+def retention_line(policy: dict[str, Any] | None) -> str:
+    """``retention: completed 7d, failed 30d, cancelled forever (daemon: a pass every 1m,
+    last 12s ago, 1,204 pruned)``: what ``ctl queues`` prints under its table."""
+    if policy is None:
+        return "retention: unknown (no daemon running; pass --config to read its policy)"
+    kept = [(s, policy.get(s)) for s in ("completed", "failed", "cancelled")]
+    if all(k is None for _, k in kept):
+        return ("retention: none: finished workflows are kept until `ewfd ctl prune` "
+                "([retention] in the config)")
+    terms = ", ".join(f"{s} {'forever' if k is None else out.span(k)}" for s, k in kept)
+    how = f"a pass every {out.span(policy.get('interval') or 0)}"
+    if policy.get("source") == "daemon":
+        pruned = sum((policy.get("pruned") or {}).values())
+        last = policy.get("last_pass_at")
+        how = (f"daemon: {how}, last {out.ago(last) if last else 'not yet'}, "
+               f"{pruned:,} pruned since it started")
+    else:
+        how = f"config, the daemon is not running: {how}"
+    return f"retention: {terms} ({how})"
 
 
 def step_label(wf: dict[str, Any]) -> str:
