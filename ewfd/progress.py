@@ -93,11 +93,13 @@ class ProgressReporter:
 
     def report(self, fraction: float, message: str | None = None) -> None:
         value, text = check(fraction, message)
-        if self._on_change is not None:
-            self._on_change(value, text)
         with self._lock:
             self.fraction, self.message = value, text
-            if self._publish is None or self._closed:
+            if self._closed:     # a thread the step left behind: the slot is the next step's
+                return
+            if self._on_change is not None:
+                self._on_change(value, text)
+            if self._publish is None:
                 return
             due = self._rate.offer(self._clock())
         if due is not None:

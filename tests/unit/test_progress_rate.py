@@ -116,13 +116,15 @@ def test_nothing_is_published_after_close() -> None:
     clock = FakeClock()
     scheduler = FakeScheduler(clock)
     published: list[tuple[float, str | None, float]] = []
-    progress = reporter(clock, scheduler, published)
+    changes: list[tuple[float, str | None]] = []
+    progress = reporter(clock, scheduler, published, changes)
     progress.report(0.1)
     progress.close()                          # the step ended before the publisher ran
     clock.now += 5
     progress.report(0.9)                      # a thread the step left behind
     scheduler.run_due()
     assert published == []
+    assert changes == [(0.1, None)]           # nor in the slot, which the next step owns
     assert progress.fraction == 0.9           # the in-memory value still follows
 
 
