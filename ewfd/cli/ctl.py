@@ -43,7 +43,7 @@ def ctl() -> None:
       retry UUID                  failed/cancelled -> pending, from where it stopped
       cancel UUID                 pending: never runs; running: stops before next step
       pause QUEUE / resume QUEUE  stop / restart claiming (running steps finish)
-      enqueue NAME --state JSON   start a workflow; prints its uuid
+      enqueue NAME --state JSON   start a workflow; prints its uuid (--wait: its outcome)
       prune --older-than 7d       delete old finished workflows and their history
       create-queue / close-queue  add / remove a queue at run time
     \b
@@ -258,7 +258,7 @@ def workers(config_path: str | None, db_path: str | None, as_json: bool) -> None
     """Supervisor and worker processes.
 
     Pid, queue, state (idle, running, stopping), the workflow and step each
-    runs, RSS and CPU. Read from the runtime file the supervisor keeps next to the database
+    runs and the progress that step reported (ctx.progress), RSS and CPU. Read from the runtime file the supervisor keeps next to the database
     (<db>.workers.json), checked against the live processes: entries of a
     supervisor that is gone show as dead. CPU is sampled over 0.2 s.
     """
