@@ -258,7 +258,8 @@ def workers(config_path: str | None, db_path: str | None, as_json: bool) -> None
     """Supervisor and worker processes.
 
     Pid, queue, state (idle, running, stopping), the workflow and step each
-    runs and the progress that step reported (ctx.progress), RSS and CPU. Read from the runtime file the supervisor keeps next to the database
+    runs and the progress that step reported (ctx.progress), RSS and CPU.
+    Read from the runtime file the supervisor keeps next to the database
     (<db>.workers.json), checked against the live processes: entries of a
     supervisor that is gone show as dead. CPU is sampled over 0.2 s.
     """

@@ -87,6 +87,9 @@ def enqueue(name: str, queue: str, state: dict[str, Any] | None, display_name: s
             return
         if not as_json:
             out.echo(uuid)   # at once: the person waiting knows what to look for
+        if not control.workers(found, sample=0).running:
+            out.note("note: no ewfd run is serving this database: the workflow waits until "
+                     "one starts")
         try:
             result = control.wait(store, uuid, timeout)
         except KeyboardInterrupt:
