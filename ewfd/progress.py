@@ -119,9 +119,13 @@ class ProgressReporter:
     def close(self) -> None:
         """The attempt is over: publish nothing more, and return only once a publish in
         flight has ended (so it cannot land after the step's outcome is saved)."""
-        with self._lock:
-            self._closed = True
-        with self._writing:
+        # A timeout (StepTimeout, raised by a signal handler) cutting a report short could
+        # in theory leave _lock held: never wait for it forever.
+        locked = self._lock.acquire(timeout=1.0)
+        self._closed = True
+        if locked:
+            self._lock.release()
+        with self._writing:     # only the publisher thread takes it: signals never cut it
             pass
 
 
