@@ -142,6 +142,16 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class StepProgress:
+    """What a running step last reported with ``ctx.progress`` (as stored: rate-limited)."""
+
+    fraction: float
+    message: str | None
+    step_index: int
+    updated_at: datetime
+
+
 @dataclass
 class Workflow:
     """A run of a template. ``current_step`` is the index of the next step to run."""
@@ -158,6 +168,7 @@ class Workflow:
     metadata: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     updated_at: datetime | None = None
+    progress: StepProgress | None = None    # a running step's last report, if any
 
     def check_text(self) -> None:
         """Refuse names and labels that cannot be stored as text (state and metadata are

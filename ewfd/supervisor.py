@@ -26,6 +26,7 @@ from .config import Config, QueueConfig
 from .engine import Engine
 from .errors import DatabaseLost, StoreError
 from .model import QueueSpec, WorkflowStatus
+from .retention import Retention
 from .slots import RUNNING, STARTING, Scoreboard
 from .store import sqlite_file
 from .store.sqlite import SQLiteStore
@@ -102,9 +103,11 @@ class Supervisor:
         self.database_lost = False
         self.started = time.time()
         self.runtime_path = runtime.path_for(str(config.database))
+        self.retention = Retention()
         self._last: dict[str, float] = {}
         self._invalid_logged: dict[str, str] = {}   # queues rows reported as unusable
         self._published = ""
+        self._published_progress: list[tuple[float | None, str | None]] = []
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
@@ -572,6 +575,8 @@ class Supervisor:
                 self.check_memory()
             if self.every("checkpoint", 60.0):
                 self.db.maintenance()
+            if self.retention.due(self.config.retention):
+                self.retention.run_once(self.db, self.config.retention, self.log)
             self.publish()
         except StoreError as exc:
             self.log.error("store.error", error=str(exc))
@@ -675,22 +680,28 @@ class Supervisor:
 
     def publish(self) -> None:
         """Write the runtime file ``ewfd ctl workers`` reads (when it changed, or every 5 s)."""
-        rows = []
+        rows, progress = [], []
         for proc in sorted(self.workers.values(), key=lambda w: w.pid):
             view = self.board.read(proc.slot)
             rows.append({"pid": proc.pid, "queue": proc.queue,
                          "state": "stopping" if proc.retiring else view.state_name,
                          "workflow_uuid": view.workflow_uuid, "step": view.step,
                          "tasks": view.tasks})
+            progress.append((view.progress, view.progress_message))
         text = repr(rows)
-        if text == self._published and not self.every("publish", 5.0):
+        # A step's progress alone changes the file at most once a second.
+        if text == self._published and not self.every("publish", 5.0) and (
+                progress == self._published_progress or not self.every("progress", 1.0)):
             return
-        self._published = text
+        self._published, self._published_progress = text, progress
+        for row, (fraction, message) in zip(rows, progress, strict=True):
+            row.update(progress=fraction, progress_message=message)
         with contextlib.suppress(OSError):
             runtime.write(self.runtime_path, {
                 "supervisor": {"pid": os.getpid(), "identity": identity.current(),
                                "started_at": self.started, "database": str(self.config.database),
-                               "config": str(self.config.path) if self.config.path else None},
+                               "config": str(self.config.path) if self.config.path else None,
+                               "retention": self.retention.describe(self.config.retention)},
                 "updated_at": time.time(), "workers": rows})
 
     # -- spawning -------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ class Worker:
             with held:
                 return runner.execute(self.engine, self.store, claimed, self.log,
                                       stop=self.stop, requeue_after=self.queue.poll_interval,
-                                      on_step=self._on_step)
+                                      on_step=self._on_step,
+                                      on_progress=self.slot.progress if self.slot else None)
         except LeaseLost:
             return None
         finally:

@@ -151,6 +151,14 @@ class Store(Protocol):
         it now has."""
         ...
 
+    def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
+                      message: str | None) -> None:
+        """What the running step ``step_index`` reported with ``ctx.progress`` (read back as
+        ``Workflow.progress``; cleared at every step boundary and claim). Fenced, and also
+        refused (LeaseLost) once that step's outcome was saved. Not a change of the
+        workflow: ``updated_at`` stays."""
+        ...
+
     def held_by(self, owner: str) -> list[Claimed]:
         """Running workflows leased to ``owner`` (the supervisor uses it on a worker it killed)."""
         ...

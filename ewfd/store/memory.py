@@ -35,6 +35,7 @@ from ..model import (
     Lease,
     QueueSpec,
     Step,
+    StepProgress,
     Workflow,
     WorkflowQuery,
     WorkflowStatus,
@@ -77,6 +78,7 @@ class _Row:
     crashes: int = 0
     cancel_requested: bool = False
     step_started_at: str | None = None
+    progress: StepProgress | None = None
 
 
 def _steps(text: str | None) -> list[Step]:
@@ -140,7 +142,8 @@ class MemoryStore:
             state=state if isinstance(state, dict) else {}, current_step=row.current_step,
             created_at=parse_iso(row.created_at), steps=_steps(row.steps), queue=row.queue,
             display_name=row.display_name, error=row.error, metadata=json.loads(row.metadata),
-            updated_at=parse_iso(row.updated_at))
+            updated_at=parse_iso(row.updated_at),
+            progress=row.progress if row.status == _RUNNING else None)
 
     @staticmethod
     def _claimed(row: _Row, owner: str) -> Claimed:
@@ -323,6 +326,7 @@ class MemoryStore:
         row.lease_expires = self.clock.now() + lease
         row.token += 1
         row.step_started_at = row.updated_at = _now_iso()
+        row.progress = None
         self._changed()
         return self._claimed(row, owner)
 
@@ -359,6 +363,7 @@ class MemoryStore:
         if row.steps is None:
             row.steps = lease.steps_json
         row.updated_at = _now_iso()
+        row.progress = None
         return row
 
     def save_step(self, lease: Lease, *, step_index: int, state_json: str, attempt: Attempt,
@@ -405,6 +410,18 @@ class MemoryStore:
                 self._history[row.id].append(stored)
             self._changed()
             return row.status
+
+    def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
+                      message: str | None) -> None:
+        with self._lock:
+            row = self._jobs.get(lease.job_id)
+            if (row is None or row.token != lease.token or row.status != _RUNNING
+                    or row.current_step != step_index):
+                raise LeaseLost(f"lease on workflow #{lease.job_id} (token {lease.token}) "
+                                f"is no longer at step {step_index}")
+            row.progress = StepProgress(fraction, message, step_index,
+                                        parse_iso(_now_iso()))
+            self._changed()
 
     def held_by(self, owner: str) -> list[Claimed]:
         with self._lock:

@@ -38,6 +38,7 @@ from ..model import (
     Lease,
     QueueSpec,
     Step,
+    StepProgress,
     Workflow,
     WorkflowQuery,
     WorkflowStatus,
@@ -48,13 +49,13 @@ from ..model import (
 from . import rows as _rows
 from . import schema, sqlite_file
 from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
-from .wake import ChangeWaiter
+from .wake import ChangeFeed
 
 T = TypeVar("T")
 
 _WF_COLUMNS = ("id, uuid, queue, workflow, state, display_name, metadata, status, current_step, "
                "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested, "
-               "not_before")
+               "not_before, progress")
 
 
 class _BadText(str):
@@ -116,10 +117,10 @@ class SQLiteStore:
         self._snapshot: sqlite_file.Snapshot | None = None   # set while read immutable
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._waiter: ChangeWaiter | None = None
         self._conn = self._connect()
         self._last_data_version = self._data_version()
         self.clock = self._host_clock()
+        self._feed = ChangeFeed(self.path, self._data_version)
 
     # -- connection ----------------------------------------------------------------
     @property
@@ -283,8 +284,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._waiter is not None:
-                self._waiter.close()
+            self._feed.close()
             if os.getpid() == self._pid:
                 self._conn.close()
 
@@ -347,8 +347,11 @@ class SQLiteStore:
                         conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
                     try:
+                        before = conn.total_changes
                         result = fn(conn)
                         conn.execute("COMMIT")
+                        if conn.total_changes != before:   # wake this process's waiters
+                            self._feed.committed()
                         return result
                     except BaseException:
                         if conn.in_transaction:
@@ -398,6 +401,7 @@ class SQLiteStore:
             if isinstance(metadata, dict) else {},
             error=problem or _rows.lenient_text(row["error"]),
             updated_at=_rows.lenient_time(row["updated_at"]),
+            progress=_progress(row["progress"]) if status == WorkflowStatus.RUNNING else None,
         )
 
     def _claimed(self, row: sqlite3.Row, owner: str) -> Claimed:
@@ -620,7 +624,8 @@ class SQLiteStore:
             raise ValueError("prune only deletes finished workflows (completed/failed/cancelled)")
         marks = ",".join("?" * len(finished))
         cutoff = iso(datetime.fromtimestamp(older_than, UTC))
-        return f"status IN ({marks}) AND updated_at < ?", [*finished, cutoff]
+        return (f"{schema.FINISHED} AND status IN ({marks}) AND updated_at < ?",
+                [*finished, cutoff])
 
     def count_prunable(self, *, older_than: float, statuses: Sequence[WorkflowStatus]) -> int:
         where, params = self._prune_where(older_than, statuses)
@@ -658,7 +663,7 @@ class SQLiteStore:
 
     # -- claiming and fenced writes ------------------------------------------------------------
     _CLAIM_SET = ("status='running', lease_owner=:owner, lease_expires=:expires, token=token+1, "
-                  "step_started_at=:now, updated_at=:now")
+                  "step_started_at=:now, updated_at=:now, progress=NULL")
 
     # Due: its time has come on the host clock, or it lies further ahead than its own wait
     # (written under another boot's clock): a retry never waits longer than its backoff.
@@ -712,7 +717,8 @@ class SQLiteStore:
     def _fenced(self, conn: sqlite3.Connection, lease: Lease, sets: str,
                 params: dict[str, Any]) -> sqlite3.Row:
         row = conn.execute(
-            f"UPDATE jobs SET {sets}, steps=COALESCE(steps, :steps), updated_at=:now "
+            f"UPDATE jobs SET {sets}, steps=COALESCE(steps, :steps), updated_at=:now, "
+            "progress=NULL "
             "WHERE id=:id AND token=:token AND status='running' RETURNING cancel_requested",
             {**params, "id": lease.job_id, "token": lease.token, "steps": lease.steps_json,
              "now": params.get("now") or _now_iso()}).fetchone()
@@ -773,6 +779,20 @@ class SQLiteStore:
             return WorkflowStatus(status)
 
         return self._write(tx)
+
+    def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
+                      message: str | None) -> None:
+        text = json.dumps({"fraction": fraction, "message": message, "step_index": step_index,
+                           "updated_at": _now_iso()})
+
+        def tx(conn: sqlite3.Connection) -> None:
+            if not conn.execute("UPDATE jobs SET progress=? WHERE id=? AND token=? AND "
+                                "status='running' AND current_step=?",
+                                (text, lease.job_id, lease.token, step_index)).rowcount:
+                raise LeaseLost(f"lease on workflow #{lease.job_id} (token {lease.token}) "
+                                f"is no longer at step {step_index}")
+
+        self._write(tx)
 
     def held_by(self, owner: str) -> list[Claimed]:
         rows = self._read(f"SELECT {_WF_COLUMNS} FROM jobs WHERE status='running' AND "
@@ -1042,15 +1062,13 @@ class SQLiteStore:
     @property
     def wakes_on_change(self) -> bool:
         """True when :meth:`wait_for_change` blocks on inotify rather than polling."""
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
-        return self._waiter.blocking
+        return self._feed.watcher.blocking
 
     def _data_version(self) -> int:
         return int(self._read("PRAGMA data_version")[0][0])
 
     def changed(self) -> bool:
-        """True when another connection committed since the last call (or the last wait)."""
+        """True when another connection committed since the last call."""
         version = self._data_version()
         if version == self._last_data_version:
             return False
@@ -1058,34 +1076,16 @@ class SQLiteStore:
         return True
 
     def wait_for_change(self, timeout: float) -> None:
-        """Return when another connection committed, or after ``timeout``.
+        """Return when anything committed since this thread last returned from here, or
+        after ``timeout``: another connection, or another thread through this one.
 
         Blocks on inotify where it can; each wake-up costs one ``PRAGMA data_version``.
         A write to the ``-wal`` file comes just *before* its commit is visible (the
         wal-index in ``-shm`` is updated through mmap, which inotify does not see), so
         after an event the version is re-read every millisecond for a short while.
+        Several threads may wait at once: each is woken (see :class:`ChangeFeed`).
         """
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
-        deadline = time.monotonic() + timeout
-        hot_until = 0.0
-        while True:
-            version = self._data_version()
-            if version != self._last_data_version:
-                self._last_data_version = version
-                return
-            now = time.monotonic()
-            remaining = deadline - now
-            if remaining <= 0:
-                return
-            if not self._waiter.blocking:
-                step = min(remaining, 0.05)
-            elif now < hot_until:
-                step = min(remaining, 0.001)
-            else:
-                step = remaining
-            if self._waiter.wait(step):
-                hot_until = time.monotonic() + 0.05
+        self._feed.wait(timeout)
 
     def maintenance(self) -> None:
         self._read("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1123,6 +1123,21 @@ def _max_crashes(value: Any) -> int:
         return _rows.integer(value, "max_crashes", 1)
     except InvalidRow:
         return DEFAULT_MAX_CRASHES
+
+
+def _progress(text: Any) -> StepProgress | None:
+    """The progress column as read: None when empty or unreadable (never an error)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        message = data.get("message")
+        return StepProgress(float(data["fraction"]), None if message is None else str(message),
+                            int(data["step_index"]), parse_iso(data["updated_at"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 
 
 def _diagnose(path: str, readonly: bool = False) -> str:

@@ -14,7 +14,9 @@ import os
 import select
 import struct
 import sys
+import threading
 import time
+from collections.abc import Callable
 
 _IN_MODIFY = 0x002
 _IN_CLOSE_WRITE = 0x008
@@ -101,3 +103,87 @@ class ChangeWaiter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+HOT = 0.05          # after a -wal write, look this long for its commit to become visible
+HOT_POLL = 0.001    # ... this often
+POLL = 0.05         # without inotify: how often a waiting thread looks
+
+
+class ChangeFeed:
+    """Wake-ups for every thread of a process that waits on one database connection.
+
+    ``version`` reads the connection's ``PRAGMA data_version``, which moves on commits
+    of *other* connections only; :meth:`committed` counts the commits of our own
+    connection (another thread of this process enqueued, say), which it does not see.
+    Each thread remembers what it has seen, so a change wakes every waiting thread once,
+    and a thread is not woken by its own writes. One thread at a time blocks on inotify;
+    the others wait on a condition it signals whenever it wakes, so no thread consumes
+    an event another one needed.
+    """
+
+    def __init__(self, db_path: str, version: Callable[[], int]) -> None:
+        self._path = db_path
+        self._version = version
+        self._start = version()         # what a thread that never looked has seen
+        self._commits = 0
+        self._cond = threading.Condition()
+        self._local = threading.local()
+        self._watcher: ChangeWaiter | None = None   # opened on first use: after fork
+        self._watching = False
+        self._hot_until = 0.0
+
+    @property
+    def watcher(self) -> ChangeWaiter:
+        if self._watcher is None:
+            self._watcher = ChangeWaiter(self._path)
+        return self._watcher
+
+    def committed(self) -> None:
+        """Our own connection committed a change (call it after COMMIT)."""
+        with self._cond:
+            caught_up = getattr(self._local, "commits", 0) == self._commits
+            self._commits += 1
+            if caught_up:               # the writer itself is not woken by its own write
+                self._local.commits = self._commits
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """Return when the database changed since this thread last returned from here (or
+        since the store was opened), or after ``timeout`` seconds."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        watcher = self.watcher
+        while True:
+            version = self._version()   # never under _cond: the store's lock comes first
+            with self._cond:
+                local = self._local
+                if (version != getattr(local, "version", self._start)
+                        or self._commits != getattr(local, "commits", 0)):
+                    local.version, local.commits = version, self._commits
+                    return
+                now = time.monotonic()
+                remaining = deadline - now
+                if remaining <= 0:
+                    return
+                if not watcher.blocking:
+                    step = min(remaining, POLL)
+                elif now < self._hot_until:
+                    step = min(remaining, HOT_POLL)
+                else:
+                    step = remaining
+                if self._watching or not watcher.blocking:
+                    self._cond.wait(step)   # the watching thread (or a commit) wakes us
+                    continue
+                self._watching = True
+            try:
+                hit = watcher.wait(step)
+            finally:
+                with self._cond:
+                    self._watching = False
+                    if hit:
+                        self._hot_until = time.monotonic() + HOT
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
