@@ -119,8 +119,8 @@ class SQLiteStore:
         self._pid = os.getpid()
         self._conn = self._connect()
         self._last_data_version = self._data_version()
-        self.clock = self._host_clock()
         self._feed = ChangeFeed(self.path, self._data_version)
+        self.clock = self._host_clock()
 
     # -- connection ----------------------------------------------------------------
     @property
