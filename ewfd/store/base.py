@@ -189,8 +189,10 @@ class Store(Protocol):
         ...
 
     def wait_for_change(self, timeout: float) -> None:
-        """Block until the database may have changed (any writer, any process) or ``timeout``
-        passes. A backend that cannot tell just sleeps."""
+        """Block until the database may have changed (any writer, any process, any other
+        thread of this one) since this thread last waited, or ``timeout`` passes. A change
+        committed after the caller's last read must end the wait. A backend that cannot
+        tell just sleeps."""
         ...
 
     def maintenance(self) -> None:

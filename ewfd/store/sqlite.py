@@ -41,7 +41,7 @@ from ..model import (
 )
 from . import schema
 from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
-from .wake import ChangeWaiter
+from .wake import ChangeWaiter, Seen
 
 T = TypeVar("T")
 
@@ -100,9 +100,10 @@ class SQLiteStore:
         self._create = create and not readonly
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._waiter: ChangeWaiter | None = None
+        self._local = threading.local()        # each thread's Seen (see wait_for_change)
+        self._commits = 0                      # commits through this store, by any thread
+        self._waiters: list[ChangeWaiter] = []
         self._conn = self._connect()
-        self._last_data_version = self._data_version()
 
     # -- connection ----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -178,8 +179,8 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._waiter is not None:
-                self._waiter.close()
+            for waiter in self._waiters:
+                waiter.close()
             if os.getpid() == self._pid:
                 self._conn.close()
 
@@ -218,6 +219,7 @@ class SQLiteStore:
                     try:
                         result = fn(conn)
                         conn.execute("COMMIT")
+                        self._committed()
                         return result
                     except BaseException:
                         if conn.in_transaction:
@@ -764,51 +766,103 @@ class SQLiteStore:
 
     @property
     def wakes_on_change(self) -> bool:
-        """True when :meth:`wait_for_change` blocks on inotify rather than polling."""
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
-        return self._waiter.blocking
+        """True when :meth:`wait_for_change` blocks on inotify rather than polling. Asking
+        also arms this thread's watch: ask before the first claim, so no write is missed."""
+        return self._watch().blocking
+
+    def _seen(self) -> Seen:
+        seen: Seen | None = getattr(self._local, "seen", None)
+        if seen is None:
+            seen = self._local.seen = Seen(self._data_version(), self._commits)
+        return seen
+
+    def _watch(self) -> ChangeWaiter:
+        seen = self._seen()
+        if seen.waiter is None:
+            seen.waiter = ChangeWaiter(self.path)
+            with self._lock:
+                self._waiters.append(seen.waiter)
+        return seen.waiter
+
+    def _committed(self) -> None:
+        """Count a commit made through this store (the lock is held): other threads waiting
+        on this store must wake for it; the thread that made it has seen it."""
+        seen: Seen | None = getattr(self._local, "seen", None)
+        self._commits += 1
+        if seen is not None and seen.commits == self._commits - 1:
+            seen.commits = self._commits
 
     def _data_version(self) -> int:
         return int(self._read("PRAGMA data_version")[0][0])
 
     def changed(self) -> bool:
-        """True when another connection committed since the last call (or the last wait)."""
-        version = self._data_version()
-        if version == self._last_data_version:
+        """True when another connection, or another thread through this store, committed
+        since this thread last looked (here or in :meth:`wait_for_change`)."""
+        seen = self._seen()
+        version, commits = self._data_version(), self._commits
+        if version == seen.version and commits == seen.commits:
             return False
-        self._last_data_version = version
+        seen.version, seen.commits = version, commits
         return True
 
-    def wait_for_change(self, timeout: float) -> None:
-        """Return when another connection committed, or after ``timeout``.
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until no write transaction is in progress (in any process), so that the next
+        read sees every commit whose ``-wal`` write already happened. False when one still
+        holds the write lock after ``timeout`` (default: the busy timeout).
 
-        Blocks on inotify where it can; each wake-up costs one ``PRAGMA data_version``.
-        A write to the ``-wal`` file comes just *before* its commit is visible (the
-        wal-index in ``-shm`` is updated through mmap, which inotify does not see), so
-        after an event the version is re-read every millisecond for a short while.
+        It runs a statement that takes the write lock and changes nothing: it writes no WAL
+        frame and, as one autocommit statement, never leaves a transaction open. It retries
+        on a short schedule of its own rather than SQLite's busy handler, whose sleeps grow
+        to 100 ms: a writer is usually done within a millisecond. A read-only store cannot
+        take the lock and returns True at once.
         """
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
+        if self._readonly or self.path == ":memory:":
+            return True
+        self._check_pid()
+        deadline = time.monotonic() + (self._busy_timeout if timeout is None else timeout)
+        pause = 0.0002
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("PRAGMA busy_timeout=0")
+                try:
+                    while True:
+                        try:
+                            conn.execute("DELETE FROM queues WHERE 0")
+                            return True
+                        except sqlite3.OperationalError as exc:
+                            if not _is_busy(exc) or time.monotonic() >= deadline:
+                                raise
+                        time.sleep(pause)
+                        pause = min(pause * 2, 0.01)
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    return False
+                raise StoreError(f"{self.path}: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Return when another connection (or another thread through this store) committed
+        since this thread last looked, or after ``timeout``.
+
+        Blocks on inotify where it can. An event comes when a writer writes ``-wal``, which
+        is *before* its commit is visible; :meth:`settle` then waits for that writer to
+        finish, however long it is delayed, so a commit whose event this thread consumed is
+        always seen before the wait goes on. Without inotify, polls every 50 ms.
+        """
+        waiter = self._watch()
         deadline = time.monotonic() + timeout
-        hot_until = 0.0
-        while True:
-            version = self._data_version()
-            if version != self._last_data_version:
-                self._last_data_version = version
-                return
-            now = time.monotonic()
-            remaining = deadline - now
+        while not self.changed():
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if not self._waiter.blocking:
-                step = min(remaining, 0.05)
-            elif now < hot_until:
-                step = min(remaining, 0.001)
-            else:
-                step = remaining
-            if self._waiter.wait(step):
-                hot_until = time.monotonic() + 0.05
+            if not waiter.blocking:
+                time.sleep(min(remaining, 0.05))
+            elif waiter.wait(remaining) and not self.settle():
+                return   # the lock is held past the busy timeout: let the caller see
 
     def maintenance(self) -> None:
         self._read("PRAGMA wal_checkpoint(TRUNCATE)")
