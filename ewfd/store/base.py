@@ -185,7 +185,8 @@ class Store(Protocol):
 
     # -- wake-up and housekeeping ----------------------------------------------
     def next_due(self, queue: str) -> float | None:
-        """Epoch time the earliest pending workflow of the queue becomes due, if any."""
+        """Epoch time the earliest pending workflow of the queue becomes claimable, if any:
+        None for a paused queue, whatever it holds (a worker sleeps until that time)."""
         ...
 
     def wait_for_change(self, timeout: float) -> None:

@@ -512,6 +512,9 @@ class MemoryStore:
     # -- wake-up and housekeeping -------------------------------------------------------
     def next_due(self, queue: str) -> float | None:
         with self._lock:
+            spec = self._queues.get(queue)
+            if spec is not None and spec[0].paused:   # as the claim: nothing is due
+                return None
             due = [r.not_before for r in self._jobs.values()
                    if r.status == _PENDING and r.queue == queue]
         return float(min(due)) if due else None

@@ -760,8 +760,11 @@ class SQLiteStore:
 
     # -- wake-up and housekeeping -------------------------------------------------------
     def next_due(self, queue: str) -> float | None:
-        rows = self._read("SELECT min(not_before) FROM jobs WHERE status='pending' AND queue=?",
-                          (queue,))
+        # The claim's own conditions: a paused queue, or a not_before that is not a number
+        # (written by hand), has nothing due, or its workers would wake for it in a loop.
+        rows = self._read("SELECT min(not_before) FROM jobs WHERE status='pending' AND queue=? "
+                          "AND typeof(not_before) IN ('integer', 'real') AND NOT EXISTS "
+                          "(SELECT 1 FROM queues WHERE name=? AND paused)", (queue, queue))
         return None if rows[0][0] is None else float(rows[0][0])
 
     @property
