@@ -103,6 +103,8 @@ class SQLiteStore:
         self._local = threading.local()        # each thread's Seen (see wait_for_change)
         self._commits = 0                      # commits through this store, by any thread
         self._waiters: list[ChangeWaiter] = []
+        self._settler: sqlite3.Connection | None = None   # see settle
+        self._settle_lock = threading.Lock()   # not the store's: reads go on meanwhile
         self._conn = self._connect()
 
     # -- connection ----------------------------------------------------------------
@@ -183,6 +185,9 @@ class SQLiteStore:
                 waiter.close()
             if os.getpid() == self._pid:
                 self._conn.close()
+                with self._settle_lock:
+                    if self._settler is not None:
+                        self._settler.close()
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         self._check_pid()
@@ -814,36 +819,32 @@ class SQLiteStore:
         holds the write lock after ``timeout`` (default: the busy timeout).
 
         It runs a statement that takes the write lock and changes nothing: it writes no WAL
-        frame and, as one autocommit statement, never leaves a transaction open. It retries
-        on a short schedule of its own rather than SQLite's busy handler, whose sleeps grow
-        to 100 ms: a writer is usually done within a millisecond. A read-only store cannot
-        take the lock and returns True at once.
+        frame and, as one autocommit statement, never leaves a transaction open. It runs on
+        a connection of its own with no busy handler and retries on a short schedule: the
+        handler's sleeps grow to 100 ms, and a writer is usually done within a millisecond.
+        A read-only store cannot take the lock and returns True at once.
         """
         if self._readonly or self.path == ":memory:":
             return True
         self._check_pid()
         deadline = time.monotonic() + (self._busy_timeout if timeout is None else timeout)
         pause = 0.0002
-        with self._lock:
-            conn = self._conn
+        with self._settle_lock:
             try:
-                conn.execute("PRAGMA busy_timeout=0")
-                try:
-                    while True:
-                        try:
-                            conn.execute("DELETE FROM queues WHERE 0")
-                            return True
-                        except sqlite3.OperationalError as exc:
-                            if not _is_busy(exc) or time.monotonic() >= deadline:
-                                raise
-                        time.sleep(pause)
-                        pause = min(pause * 2, 0.01)
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc):
-                    return False
-                raise StoreError(f"{self.path}: {exc}") from exc
+                if self._settler is None:
+                    self._settler = self._connect()
+                    self._settler.execute("PRAGMA busy_timeout=0")
+                while True:
+                    try:
+                        self._settler.execute("DELETE FROM queues WHERE 0")
+                        return True
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc):
+                            raise StoreError(f"{self.path}: {exc}") from exc
+                        if time.monotonic() >= deadline:
+                            return False
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.01)
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path}: {exc}") from exc
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -146,3 +147,34 @@ def test_supervisor_sees_a_queue_created_by_a_slow_writer_at_once(
         with daemon.connect() as conn:
             conn.execute("DELETE FROM queues WHERE name = ?", (name,))
         daemon.wait_for_log(event("queue.removed", queue=name))
+
+
+@pytest.mark.timeout(60)
+def test_wait_for_change_through_a_symlinked_database_path(tmp_path: Path) -> None:
+    """SQLite puts ``-wal`` beside the file a symlink points to: that is where to watch."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    db = tmp_path / "real" / "ewfd.db"
+    SQLiteStore(db).close()
+    link = tmp_path / "links" / "ewfd.db"
+    link.symlink_to(db)
+    store = SQLiteStore(link)
+    try:
+        assert store.wakes_on_change
+        store.wait_for_change(0)
+        timer = threading.Timer(0.2, insert_job, args=(db,))
+        timer.start()
+        t0 = time.monotonic()
+        store.wait_for_change(WAIT)
+        elapsed = time.monotonic() - t0
+        timer.join()
+        assert len(store.list_workflows()) == 1 and elapsed < WAIT / 4, f"{elapsed:.2f}s"
+    finally:
+        store.close()
+
+
+def insert_job(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO jobs (queue, workflow) VALUES ('q', 'w')")
+    conn.commit()
+    conn.close()
