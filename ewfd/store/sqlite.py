@@ -14,6 +14,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -102,7 +103,8 @@ class SQLiteStore:
         self._pid = os.getpid()
         self._local = threading.local()        # each thread's Seen (see wait_for_change)
         self._commits = 0                      # commits through this store, by any thread
-        self._waiters: list[ChangeWaiter] = []
+        # Each waiting thread's descriptor; one dies with its thread's Seen, or at close().
+        self._waiters: weakref.WeakSet[ChangeWaiter] = weakref.WeakSet()
         self._settler: sqlite3.Connection | None = None   # see settle
         self._settle_lock = threading.Lock()   # not the store's: reads go on meanwhile
         self._conn = self._connect()
@@ -181,7 +183,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            for waiter in self._waiters:
+            for waiter in list(self._waiters):
                 waiter.close()
             if os.getpid() == self._pid:
                 self._conn.close()
@@ -789,7 +791,7 @@ class SQLiteStore:
         if seen.waiter is None:
             seen.waiter = ChangeWaiter(self.path)
             with self._lock:
-                self._waiters.append(seen.waiter)
+                self._waiters.add(seen.waiter)
         return seen.waiter
 
     def _committed(self) -> None:

@@ -51,6 +51,7 @@ class ChangeWaiter:
         real = os.path.realpath(db_path) if db_path != ":memory:" else db_path
         self._names = {os.path.basename(real).encode(), os.path.basename(real).encode() + b"-wal"}
         self._fd = -1
+        self._pid = os.getpid()
         libc = _libc()
         if libc is None or db_path == ":memory:":
             return
@@ -113,6 +114,12 @@ class ChangeWaiter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def __del__(self) -> None:
+        # The thread that waited on it is gone. Not in a forked child: it may have closed
+        # this descriptor number already and reused it for another file.
+        if os.getpid() == self._pid:
+            self.close()
 
 
 @dataclass

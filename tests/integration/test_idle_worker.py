@@ -9,6 +9,8 @@ a thread; its claims are counted over a measurement window.
 
 from __future__ import annotations
 
+import gc
+import os
 import sqlite3
 import threading
 import time
@@ -216,3 +218,21 @@ def enqueue_elsewhere(store: Store, queue: str) -> str:
     out: list[str] = []
     other_thread(lambda: out.append(enqueue(store, queue)))
     return out[0]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_a_thread_that_waited_leaves_no_descriptor_behind(tmp_path: Path) -> None:
+    """Each waiting thread has its own inotify descriptor: it must go with the thread."""
+    store = SQLiteStore(tmp_path / "ewfd.db")
+    try:
+        def count() -> int:
+            return len(os.listdir("/proc/self/fd"))
+
+        before = count()
+        for _ in range(20):
+            other_thread(lambda: store.wait_for_change(0))
+        gc.collect()
+        assert count() <= before + 1
+    finally:
+        store.close()
