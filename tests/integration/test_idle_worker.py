@@ -14,22 +14,25 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_store_contract
 
 from ewfd import Engine, Step, WorkflowTemplate
 from ewfd.model import QueueSpec, WorkflowStatus
 from ewfd.store.base import Store
-from ewfd.store.memory import MemoryStore
 from ewfd.store.sqlite import SQLiteStore
 from ewfd.worker import Worker
 
 WINDOW = 1.0          # seconds of measurement: a spinning worker claims thousands of times
 POLL = 30.0           # the queue's poll interval: only a wake-up explains a prompt start
 MAX_CLAIMS = 5        # in WINDOW: the idle fallback is POLL, a few extra wakes are fine
+
+
+store = test_store_contract.store   # the fixture: each test on MemoryStore and SQLiteStore
 
 
 class CountingStore:
@@ -45,15 +48,6 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "ewfd.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def make_engine(store: Store) -> Engine:
