@@ -38,6 +38,7 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.
 TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wakes at once
 IDLE_TICK = 1.0     # on a signal, a worker's output, a child's death or a database write
 DB_WAKE_GAP = 0.1   # under load, database writes wake the loop at most this often
+SETTLE_WAIT = 0.05  # after a database write event, wait this long at most for its commit
 LOOP_BUSY_GIVE_UP = 0.5
 MAX_SLOTS = 512
 FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
@@ -172,6 +173,7 @@ class Supervisor:
         signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
         self.changes = ChangeWaiter(str(self.config.database))
         self._db_woke = 0.0
+        self._db_event = False   # a write event whose commit we have not yet made sure to see
         for sig in HANDLED:   # marked as ewfd's own, so store writes need not swap it out
             signal.signal(sig, critical.defers(self._on_signal))
         proctree.become_subreaper()   # what a dead worker leaves comes to us, not to init
@@ -248,10 +250,7 @@ class Supervisor:
                 systemd.watchdog()
             self.spawn_missing()
             busy = any(self.board.read(w.slot).state == RUNNING for w in self.workers.values())
-            if not busy and time.monotonic() - self._db_woke < 0.05:
-                self.wait(0.005)   # a -wal write comes just before its commit is visible
-            else:
-                self.wait(TICK if busy else IDLE_TICK)
+            self.wait(TICK if busy or self._db_event else IDLE_TICK)
         self.kill_remaining()
         self.close_store()
         self.changes.close()
@@ -282,6 +281,7 @@ class Supervisor:
             elif fd == db_fd:
                 if self.changes.drain():
                     self._db_woke = time.monotonic()
+                    self._db_event = True
             else:
                 self.read_output(outputs[fd])
 
@@ -567,8 +567,8 @@ class Supervisor:
                 self._interrupted(self.db.interrupt(expired=True, reason="lease expired"))
                 for uuid, error in self.db.reject_unknown_queues():
                     self.log.error("job.rejected", workflow_uuid=uuid, error=error)
-            if self.db.changed() or self.every("queues", 1.0):   # a queue created or closed
-                self.sync_queues()
+            if self.settled_write() or self.db.changed() or self.every("queues", 1.0):
+                self.sync_queues()   # a queue created, changed or closed
             if self.every("auto_delete", 1.0):
                 self.auto_delete()
             if self.every("memory", 5.0):
@@ -582,6 +582,15 @@ class Supervisor:
             self.log.error("store.error", error=str(exc))
         except Exception as exc:   # a value in a row nobody foresaw: logged, never our end
             self.log.exception("supervisor.duty_failed", error=repr(exc))
+
+    def settled_write(self) -> bool:
+        """True once a write we were told of (inotify) is sure to be visible. The event comes
+        with the ``-wal`` write, before the commit is published: wait for the writer to end
+        its transaction (briefly; if it takes longer, the next tick waits again)."""
+        if not self._db_event:
+            return False
+        self._db_event = not self.db.settle(SETTLE_WAIT)
+        return not self._db_event
 
     def sync_queues(self) -> None:
         """Make the pools match the stored queues (config queues take the config's settings)."""

@@ -229,12 +229,15 @@ class Store(Protocol):
     def due_in(self, queue: str) -> float | None:
         """Seconds until the earliest pending workflow of the queue is due (<= 0: now), or
         None when there is none. Due times are on the store's host clock (``ewfd.clock``),
-        which no wall-clock step moves."""
+        which no wall-clock step moves. None for a paused queue, whatever it holds (as the
+        claim: a worker sleeps until then)."""
         ...
 
     def wait_for_change(self, timeout: float) -> None:
-        """Block until the database may have changed (any writer, any process) or ``timeout``
-        passes. A backend that cannot tell just sleeps."""
+        """Block until the database may have changed (any writer, any process, any other
+        thread of this one) since this thread last waited, or ``timeout`` passes. A change
+        committed after the caller's last read must end the wait. A backend that cannot
+        tell just sleeps."""
         ...
 
     def maintenance(self) -> None:

@@ -599,6 +599,9 @@ class MemoryStore:
     def due_in(self, queue: str) -> float | None:
         now = self.clock.now()
         with self._lock:
+            spec = self._queues.get(queue)
+            if spec is not None and spec[0].paused:   # as the claim: nothing is due
+                return None
             due = [now if self._due(r, now) else r.not_before for r in self._jobs.values()
                    if r.status == _PENDING and r.queue == queue]
         return float(min(due)) - now if due else None

@@ -17,6 +17,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -49,7 +50,7 @@ from ..model import (
 from . import rows as _rows
 from . import schema, sqlite_file
 from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
-from .wake import ChangeFeed
+from .wake import ChangeWaiter, Seen
 
 T = TypeVar("T")
 
@@ -117,9 +118,13 @@ class SQLiteStore:
         self._snapshot: sqlite_file.Snapshot | None = None   # set while read immutable
         self._lock = threading.RLock()
         self._pid = os.getpid()
+        self._local = threading.local()        # each thread's Seen (see wait_for_change)
+        self._commits = 0                      # commits through this store, by any thread
+        # Each waiting thread's descriptor; one dies with its thread's Seen, or at close().
+        self._waiters: weakref.WeakSet[ChangeWaiter] = weakref.WeakSet()
+        self._settler: sqlite3.Connection | None = None   # see settle
+        self._settle_lock = threading.Lock()   # not the store's: reads go on meanwhile
         self._conn = self._connect()
-        self._last_data_version = self._data_version()
-        self._feed = ChangeFeed(self.path, self._data_version)
         self.clock = self._host_clock()
 
     # -- connection ----------------------------------------------------------------
@@ -284,9 +289,13 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            self._feed.close()
+            for waiter in list(self._waiters):
+                waiter.close()
             if os.getpid() == self._pid:
                 self._conn.close()
+                with self._settle_lock:
+                    if self._settler is not None:
+                        self._settler.close()
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         self._check_pid()
@@ -351,7 +360,7 @@ class SQLiteStore:
                         result = fn(conn)
                         conn.execute("COMMIT")
                         if conn.total_changes != before:   # wake this process's waiters
-                            self._feed.committed()
+                            self._committed()
                         return result
                     except BaseException:
                         if conn.in_transaction:
@@ -1052,40 +1061,111 @@ class SQLiteStore:
 
     # -- wake-up and housekeeping -------------------------------------------------------
     def due_in(self, queue: str) -> float | None:
+        # The claim's own conditions: a paused queue, or a not_before that is not a number
+        # (written by hand), has nothing due, or its workers would wake for it in a loop.
         now = self.clock.now()
         rows = self._read(f"SELECT min(CASE WHEN {self._DUE} THEN :t ELSE not_before END) "
                           "FROM jobs WHERE status='pending' AND queue=:queue "
-                          "AND typeof(not_before) IN ('integer','real')",
+                          "AND typeof(not_before) IN ('integer','real') AND NOT EXISTS "
+                          "(SELECT 1 FROM queues WHERE name=:queue AND paused)",
                           {"t": now, "queue": queue})
         return None if rows[0][0] is None else float(rows[0][0]) - now
 
     @property
     def wakes_on_change(self) -> bool:
-        """True when :meth:`wait_for_change` blocks on inotify rather than polling."""
-        return self._feed.watcher.blocking
+        """True when :meth:`wait_for_change` blocks on inotify rather than polling. Asking
+        also arms this thread's watch: ask before the first claim, so no write is missed."""
+        return self._watch().blocking
+
+    def _seen(self) -> Seen:
+        seen: Seen | None = getattr(self._local, "seen", None)
+        if seen is None:
+            seen = self._local.seen = Seen(self._data_version(), self._commits)
+        return seen
+
+    def _watch(self) -> ChangeWaiter:
+        seen = self._seen()
+        if seen.waiter is None:
+            seen.waiter = ChangeWaiter(self.path)
+            with self._lock:
+                self._waiters.add(seen.waiter)
+        return seen.waiter
+
+    def _committed(self) -> None:
+        """Count a commit made through this store (the lock is held): other threads waiting
+        on this store must wake for it; the thread that made it has seen it."""
+        seen: Seen | None = getattr(self._local, "seen", None)
+        self._commits += 1
+        if seen is not None and seen.commits == self._commits - 1:
+            seen.commits = self._commits
 
     def _data_version(self) -> int:
         return int(self._read("PRAGMA data_version")[0][0])
 
     def changed(self) -> bool:
-        """True when another connection committed since the last call."""
-        version = self._data_version()
-        if version == self._last_data_version:
+        """True when another connection, or another thread through this store, committed
+        since this thread last looked (here or in :meth:`wait_for_change`)."""
+        seen = self._seen()
+        version, commits = self._data_version(), self._commits
+        if version == seen.version and commits == seen.commits:
             return False
-        self._last_data_version = version
+        seen.version, seen.commits = version, commits
         return True
 
-    def wait_for_change(self, timeout: float) -> None:
-        """Return when anything committed since this thread last returned from here, or
-        after ``timeout``: another connection, or another thread through this one.
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until no write transaction is in progress (in any process), so that the next
+        read sees every commit whose ``-wal`` write already happened. False when one still
+        holds the write lock after ``timeout`` (default: the busy timeout).
 
-        Blocks on inotify where it can; each wake-up costs one ``PRAGMA data_version``.
-        A write to the ``-wal`` file comes just *before* its commit is visible (the
-        wal-index in ``-shm`` is updated through mmap, which inotify does not see), so
-        after an event the version is re-read every millisecond for a short while.
-        Several threads may wait at once: each is woken (see :class:`ChangeFeed`).
+        It runs a statement that takes the write lock and changes nothing: it writes no WAL
+        frame and, as one autocommit statement, never leaves a transaction open. It runs on
+        a connection of its own with no busy handler and retries on a short schedule: the
+        handler's sleeps grow to 100 ms, and a writer is usually done within a millisecond.
+        A read-only store cannot take the lock and returns True at once.
         """
-        self._feed.wait(timeout)
+        if self._readonly or self.path == ":memory:":
+            return True
+        self._check_pid()
+        deadline = time.monotonic() + (self._busy_timeout if timeout is None else timeout)
+        pause = 0.0002
+        with self._settle_lock:
+            try:
+                if self._settler is None:
+                    self._settler = self._connect()
+                    self._settler.execute("PRAGMA busy_timeout=0")
+                while True:
+                    try:
+                        self._settler.execute("DELETE FROM queues WHERE 0")
+                        return True
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc):
+                            raise StoreError(f"{self.path}: {exc}") from exc
+                        if time.monotonic() >= deadline:
+                            return False
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.01)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Return when another connection (or another thread through this store) committed
+        since this thread last looked, or after ``timeout``.
+
+        Blocks on inotify where it can. An event comes when a writer writes ``-wal``, which
+        is *before* its commit is visible; :meth:`settle` then waits for that writer to
+        finish, however long it is delayed, so a commit whose event this thread consumed is
+        always seen before the wait goes on. Without inotify, polls every 50 ms.
+        """
+        waiter = self._watch()
+        deadline = time.monotonic() + timeout
+        while not self.changed():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if not waiter.blocking:
+                time.sleep(min(remaining, 0.05))
+            elif waiter.wait(remaining) and not self.settle():
+                return   # the lock is held past the busy timeout: let the caller see
 
     def maintenance(self) -> None:
         self._read("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,9 +1,15 @@
 """Block until another process writes the database, at no CPU cost while idle.
 
 On Linux an inotify watch on the database's directory reports every write to
-the ``-wal`` file, whoever made it (ewfd, ``sqlite3`` in a shell, another
-program). Elsewhere, or if inotify is unavailable, :meth:`ChangeWaiter.wait`
-just sleeps and the caller's cheap ``PRAGMA data_version`` check does the rest.
+the database and its ``-wal`` file, whoever made it (ewfd, ``sqlite3`` in a
+shell, another program). Elsewhere, or if inotify is unavailable,
+:meth:`ChangeWaiter.wait` just sleeps and the caller's cheap ``PRAGMA
+data_version`` check does the rest.
+
+An event is a hint, not a commit: SQLite writes a transaction's frames to
+``-wal`` *before* it publishes the commit in the shared-memory wal-index, which
+inotify cannot see. The store turns a hint into a fact by waiting for the
+writer's lock (``SQLiteStore.settle``), never by re-reading for a while.
 """
 
 from __future__ import annotations
@@ -14,15 +20,15 @@ import os
 import select
 import struct
 import sys
-import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
 _IN_MODIFY = 0x002
 _IN_CLOSE_WRITE = 0x008
 _IN_MOVED_TO = 0x080
 _IN_CREATE = 0x100
 _IN_DELETE = 0x200      # the database deleted: the supervisor notices at once
+_IN_Q_OVERFLOW = 0x4000
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
@@ -38,19 +44,22 @@ def _libc() -> ctypes.CDLL | None:
 
 
 class ChangeWaiter:
-    """One inotify descriptor per process (open it after fork)."""
+    """One inotify descriptor (open it after fork; one per waiting thread: a thread that
+    reads an event consumes it for every other reader of the descriptor)."""
 
     def __init__(self, db_path: str) -> None:
-        self._names = {os.path.basename(db_path).encode(),
-                       os.path.basename(db_path).encode() + b"-wal"}
+        # SQLite puts -wal beside the file a symlink points to: watch where it really is.
+        real = os.path.realpath(db_path) if db_path != ":memory:" else db_path
+        self._names = {os.path.basename(real).encode(), os.path.basename(real).encode() + b"-wal"}
         self._fd = -1
+        self._pid = os.getpid()
         libc = _libc()
         if libc is None or db_path == ":memory:":
             return
         fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
         if fd < 0:
             return
-        directory = os.path.dirname(os.path.abspath(db_path)).encode()
+        directory = os.path.dirname(real).encode()
         mask = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
         if libc.inotify_add_watch(fd, directory, mask) < 0:
             os.close(fd)
@@ -67,7 +76,7 @@ class ChangeWaiter:
         return self._fd
 
     def drain(self) -> bool:
-        """Consume pending events; True if one was about the database files."""
+        """Consume every pending event; True if one was about the database files."""
         return self._fd >= 0 and self._drain()
 
     def wait(self, timeout: float) -> bool:
@@ -86,104 +95,39 @@ class ChangeWaiter:
 
     def _drain(self) -> bool:
         hit = False
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return False
-        offset = 0
-        while offset + _EVENT.size <= len(data):
-            _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
-            name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
-            offset += _EVENT.size + length
-            if name in self._names:
-                hit = True
-        return hit
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return hit
+            if not data:
+                return hit
+            offset = 0
+            while offset + _EVENT.size <= len(data):
+                _wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
+                offset += _EVENT.size + length
+                # An overflowed queue dropped events: one of them may have been ours.
+                if name in self._names or mask & _IN_Q_OVERFLOW:
+                    hit = True
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
+    def __del__(self) -> None:
+        # The thread that waited on it is gone. Not in a forked child: it may have closed
+        # this descriptor number already and reused it for another file.
+        if os.getpid() == self._pid:
+            self.close()
 
-HOT = 0.05          # after a -wal write, look this long for its commit to become visible
-HOT_POLL = 0.001    # ... this often
-POLL = 0.05         # without inotify: how often a waiting thread looks
 
+@dataclass
+class Seen:
+    """What one thread has seen of the database: each waiting thread keeps its own, or one
+    thread's look would hide a change from the others."""
 
-class ChangeFeed:
-    """Wake-ups for every thread of a process that waits on one database connection.
-
-    ``version`` reads the connection's ``PRAGMA data_version``, which moves on commits
-    of *other* connections only; :meth:`committed` counts the commits of our own
-    connection (another thread of this process enqueued, say), which it does not see.
-    Each thread remembers what it has seen, so a change wakes every waiting thread once,
-    and a thread is not woken by its own writes. One thread at a time blocks on inotify;
-    the others wait on a condition it signals whenever it wakes, so no thread consumes
-    an event another one needed.
-    """
-
-    def __init__(self, db_path: str, version: Callable[[], int]) -> None:
-        self._path = db_path
-        self._version = version
-        self._start = version()         # what a thread that never looked has seen
-        self._commits = 0
-        self._cond = threading.Condition()
-        self._local = threading.local()
-        self._watcher: ChangeWaiter | None = None   # opened on first use: after fork
-        self._watching = False
-        self._hot_until = 0.0
-
-    @property
-    def watcher(self) -> ChangeWaiter:
-        if self._watcher is None:
-            self._watcher = ChangeWaiter(self._path)
-        return self._watcher
-
-    def committed(self) -> None:
-        """Our own connection committed a change (call it after COMMIT)."""
-        with self._cond:
-            caught_up = getattr(self._local, "commits", 0) == self._commits
-            self._commits += 1
-            if caught_up:               # the writer itself is not woken by its own write
-                self._local.commits = self._commits
-            self._cond.notify_all()
-
-    def wait(self, timeout: float) -> None:
-        """Return when the database changed since this thread last returned from here (or
-        since the store was opened), or after ``timeout`` seconds."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        watcher = self.watcher
-        while True:
-            version = self._version()   # never under _cond: the store's lock comes first
-            with self._cond:
-                local = self._local
-                if (version != getattr(local, "version", self._start)
-                        or self._commits != getattr(local, "commits", 0)):
-                    local.version, local.commits = version, self._commits
-                    return
-                now = time.monotonic()
-                remaining = deadline - now
-                if remaining <= 0:
-                    return
-                if not watcher.blocking:
-                    step = min(remaining, POLL)
-                elif now < self._hot_until:
-                    step = min(remaining, HOT_POLL)
-                else:
-                    step = remaining
-                if self._watching or not watcher.blocking:
-                    self._cond.wait(step)   # the watching thread (or a commit) wakes us
-                    continue
-                self._watching = True
-            try:
-                hit = watcher.wait(step)
-            finally:
-                with self._cond:
-                    self._watching = False
-                    if hit:
-                        self._hot_until = time.monotonic() + HOT
-                    self._cond.notify_all()
-
-    def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.close()
+    version: int                       # PRAGMA data_version (commits of other connections)
+    commits: int                       # commits made through this store by any thread
+    waiter: ChangeWaiter | None = None
