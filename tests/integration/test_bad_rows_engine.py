@@ -54,7 +54,7 @@ def test_the_worker_waits_past_a_not_before_that_is_not_a_number(engine: Engine)
     insert(engine, "INSERT INTO jobs (queue, workflow, not_before) VALUES ('q', 'two', 'soon')")
     worker = Worker(engine, engine.store, QueueSpec("q"))
     assert worker.drain() == []          # never claimed (the daemon's sweep fails it) ...
-    assert worker._wait_time() >= 0      # ... and nothing crashes on it
+    assert worker._wait_time(refused=False) >= 0      # ... and nothing crashes on it
     store = engine.store
     assert isinstance(store, SQLiteStore)
     rejected = store.reject_unknown_queues()

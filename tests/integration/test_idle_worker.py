@@ -150,7 +150,7 @@ def test_retry_wait_blocks_until_due_then_runs(store: Store) -> None:
     claimed = store.claim("q", "someone:1:1", 30)
     assert claimed is not None
     due = time.time() + 1.5
-    store.release(claimed.lease, status=WorkflowStatus.PENDING, not_before=due)
+    store.release(claimed.lease, status=WorkflowStatus.PENDING, retry_in=1.5)
     with Running(store) as running:
         claims = running.claims_over(WINDOW)
         assert claims <= MAX_CLAIMS, f"{claims} claims in {WINDOW}s waiting for a retry"

@@ -818,11 +818,11 @@ def test_wait_for_change_wakes_on_another_writer(store: Store) -> None:
     assert 0.09 <= elapsed < 2 and visible == 1     # woke for the write, not before it
 
 
-def test_next_due_follows_the_claim_on_a_paused_queue(store: Store) -> None:
-    """A worker sleeps until next_due: a row its claim will not take must not be due."""
+def test_due_in_follows_the_claim_on_a_paused_queue(store: Store) -> None:
+    """A worker sleeps until due_in: a row its claim will not take must not be due."""
     add(store)
     store.save_queue(QueueSpec("q", paused=True))
-    assert store.next_due("q") is None and store.claim("q", OWNER, 60) is None
+    assert store.due_in("q") is None and store.claim("q", OWNER, 60) is None
     store.set_paused("q", False)
-    due = store.next_due("q")
-    assert due is not None and due <= time.time()
+    due = store.due_in("q")
+    assert due is not None and due <= 0
