@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -206,6 +207,7 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
                reopen_log: Any) -> NoReturn:
     """Entry point of a forked worker. Never returns: always ``os._exit``."""
     code = EXIT_CRASH
+    me = os.getpid()
     try:
         _set_pdeathsig()
         if os.getppid() != parent_pid:   # the supervisor died before prctl took effect
@@ -276,10 +278,24 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         with contextlib.suppress(Exception):
             store.close()
     except BaseException as exc:   # a bug: say so, and let the supervisor restart us
+        if os.getpid() != me:   # a process a step forked, ending: it is not the worker
+            if not isinstance(exc, SystemExit):   # as Python ends it: the traceback, status 1
+                with contextlib.suppress(Exception):
+                    traceback.print_exception(exc)
+            _exit(_exit_code(exc))
         with contextlib.suppress(Exception):
             structlog.get_logger("ewfd").exception("worker.crashed", error=repr(exc))
         code = EXIT_CRASH
     _exit(code)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The exit status Python gives a process that ``exc`` ends."""
+    if not isinstance(exc, SystemExit):
+        return 1
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    return 1
 
 
 def _escape_unencodable(stream: Any) -> None:
