@@ -38,6 +38,7 @@ EXIT_BOOT = 3          # could not start at all: the supervisor stops instead of
 EXIT_DATABASE = 4      # the database file was deleted or replaced: the daemon stops
 EXIT_RECYCLE = 10      # reached max_tasks_per_worker
 IDLE_FALLBACK = 1.0    # with inotify, a wait is also a poll at least this often
+WORKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
 
 
 class _Interrupt(Exception):
@@ -66,10 +67,23 @@ class Worker:
         self._missed = False      # the last claim found nothing (not: lost its lease)
         self._listens = False     # the store wakes us on writes (set by run)
         self.log = liblog.get_logger().bind(queue=queue.name)
+        # A daemon worker's signal handlers, as child_main set them: a step may replace one
+        # (a library setting SIGTERM to SIG_IGN), and that must not last past its attempt.
+        self._handlers = {sig: signal.getsignal(sig) for sig in WORKER_SIGNALS} \
+            if own_process else {}
+
+    def _own_signals(self) -> None:
+        """Put back the worker's own handlers a step replaced (daemon workers only: in-process
+        the host program's handlers are its own business)."""
+        for sig, handler in self._handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                if signal.getsignal(sig) is not handler:
+                    signal.signal(sig, handler)
 
     def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
         """Called as an attempt starts (with its deadline) and, for a step with a timeout,
         as it ends (with None)."""
+        self._own_signals()
         overran = self._deadline is not None and time.monotonic() > self._deadline
         self._deadline = deadline
         if overran and deadline is None and self.own_process:
@@ -104,6 +118,7 @@ class Worker:
         except LeaseLost:
             return None
         finally:
+            self._own_signals()
             self.tasks += 1
             if self.slot is not None:
                 self.slot.task_done()

@@ -46,3 +46,20 @@ def test_a_helper_a_step_forked_exits_and_records_nothing(daemon: Daemon) -> Non
     assert not [line for line in daemon.logs() if line.get("pid") == helper], \
         "the helper logged as if it were the worker"
     assert daemon.stop() == 0
+
+
+@pytest.mark.timeout(90)
+def test_a_step_that_ignores_sigterm_does_not_make_its_worker_deaf(daemon: Daemon) -> None:
+    """A step sets SIGTERM to SIG_IGN (as some libraries do on import or start-up) and
+    returns. The worker's own handler was gone for the rest of its life: ``ewfd run``'s
+    graceful stop (and a reload, a recycle) never reached it, and it was killed at
+    ``shutdown_timeout``. The worker's handlers are its own again after every attempt."""
+    daemon.configure({"app": "breakapp:engine", "shutdown_timeout": "60s"},
+                     queues={"default": {"workers": 1, "lease": "5s"}})
+    daemon.start()
+    uuid = daemon.insert_job("deaf")
+    daemon.wait_started(uuid)
+    daemon.release(uuid)
+    daemon.wait_for_status(uuid, "completed")
+    assert daemon.stop(timeout=30) == 0
+    assert not daemon.events("worker.killed")
