@@ -100,6 +100,8 @@ class Slot:
 
     def progress(self, fraction: float, message: str | None) -> None:
         """The running step's report (every ``ctx.progress`` call: a memory write)."""
+        if os.getpid() != self._pid:   # a process the step forked: not the worker's report
+            return
         _PROGRESS.pack_into(self._buf, self._off + _HEAD.size, fraction,
                             (message or "").encode("utf-8", "backslashreplace")[:96])
 
