@@ -10,6 +10,7 @@ harmless because the supervisor re-reads every tick.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import time
 from dataclasses import dataclass
@@ -75,8 +76,14 @@ class Slot:
         self._buf = buffer
         self._off = offset
         self.tasks = 0
+        self._pid = os.getpid()   # the worker (a slot is made in the forked worker)
 
     def _write(self, state: int, deadline: float, uuid: str | None, step: str | None) -> None:
+        if os.getpid() != self._pid:
+            # A process a step forked shares the mapping: it must never mark the worker idle
+            # (the supervisor would stop renewing the lease of the step still running) or
+            # clear the step's deadline.
+            return
         now = time.monotonic()
         _FORMAT.pack_into(self._buf, self._off, state, self.tasks, now, deadline, now,
                           (uuid or "").encode()[:36], (step or "").encode()[:64],
@@ -93,6 +100,8 @@ class Slot:
 
     def progress(self, fraction: float, message: str | None) -> None:
         """The running step's report (every ``ctx.progress`` call: a memory write)."""
+        if os.getpid() != self._pid:   # a process the step forked: not the worker's report
+            return
         _PROGRESS.pack_into(self._buf, self._off + _HEAD.size, fraction,
                             (message or "").encode("utf-8", "backslashreplace")[:96])
 
