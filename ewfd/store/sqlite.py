@@ -687,8 +687,8 @@ class SQLiteStore:
                   "step_started_at=:now, updated_at=:now, progress=NULL")
 
     # Due: its time has come on the host clock, or it lies further ahead than its own wait
-    # (written under another boot's clock): a retry never waits longer than its backoff.
-    _DUE = "(not_before <= :t OR not_before > :t + retry_wait)"
+    # plus a slack (written under another boot's clock): see clock.DUE_SLACK.
+    _DUE = f"(not_before <= :t OR not_before > :t + retry_wait + {clock.DUE_SLACK!r})"
 
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
         now = self.clock.now()
