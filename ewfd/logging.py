@@ -28,6 +28,7 @@ class LineWriter:
     def __init__(self, target: str) -> None:
         self.target = target
         self.fd = -1
+        self._stdout = os.dup(sys.stdout.fileno())   # for a HUP that switches to "-" later
         self.reopen()
 
     def reopen(self) -> None:
@@ -37,6 +38,17 @@ class LineWriter:
             return
         fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         old, self.fd = self.fd, fd
+        if old >= 0:
+            os.close(old)
+
+    def switch(self, target: str) -> None:
+        """Write to ``target`` from now on (a reload changed ``log_file``). Raises OSError,
+        and keeps writing where it did, when the new target cannot be opened."""
+        if target == self.target:
+            return
+        fd = os.dup(self._stdout) if target == "-" else os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        old, self.fd, self.target = self.fd, fd, target
         if old >= 0:
             os.close(old)
 

@@ -22,7 +22,7 @@ import psutil
 import structlog
 
 from . import codec, identity, proctree, runner, runtime, systemd
-from .config import Config, QueueConfig
+from .config import RESTART_KEYS, Config, QueueConfig, needs_restart
 from .engine import Engine
 from .errors import StoreError
 from .model import QueueSpec, WorkflowStatus
@@ -79,11 +79,13 @@ def signal_name(signum: int) -> str:
 
 class Supervisor:
     def __init__(self, config: Config, engine: Engine, *, reopen_log: Callable[[], None],
-                 reload_config: Callable[[], Config] | None = None) -> None:
+                 reload_config: Callable[[], Config] | None = None,
+                 apply_logging: Callable[[Config], None] | None = None) -> None:
         self.config = config
         self.engine = engine
         self.reopen_log = reopen_log
         self.reload_config = reload_config
+        self.apply_logging = apply_logging   # log_file and log_level of a reloaded config
         self.log = structlog.get_logger("ewfd")
         self.workers: dict[int, WorkerProc] = {}
         self.pools: dict[str, Pool] = {}
@@ -310,7 +312,12 @@ class Supervisor:
             self.log.error("supervisor.reload_failed", error=str(exc))
             systemd.ready()
             return
-        self.config = replace(config, database=self.config.database, app=self.config.app)
+        kept = {key: getattr(self.config, key) for key in RESTART_KEYS}
+        changed = needs_restart(self.config, config)
+        if changed:
+            self.log.warning("supervisor.reload_needs_restart", keys=sorted(changed), **changed)
+        self.switch_logging(config)
+        self.config = replace(config, **kept)
         self.store_config_queues()
         self.sync_queues()
         for proc in list(self.workers.values()):
@@ -320,6 +327,21 @@ class Supervisor:
         self.log.info("supervisor.reloaded",
                       workers=sum(p.spec.workers for p in self.pools.values()))
         systemd.ready()
+
+    def switch_logging(self, config: Config) -> None:
+        """Apply a reloaded ``log_file`` and ``log_level``, here and in the workers forked
+        from now on (the running ones are all replaced by the reload)."""
+        if self.apply_logging is None:
+            return
+        if config.log_file != self.config.log_file:
+            self.log.info("supervisor.log_moved", to=config.log_file)
+        try:
+            self.apply_logging(config)
+        except OSError as exc:
+            self.log.error("log.switch_failed", log_file=config.log_file, error=str(exc))
+            config = replace(config, log_file=self.config.log_file)
+            self.apply_logging(config)   # the level still applies
+        self.log = structlog.get_logger("ewfd")   # the old one keeps the old level
 
     def retire(self, proc: WorkerProc, why: str) -> None:
         """Ask a worker to finish its current step and exit (SIGTERM)."""
