@@ -21,8 +21,8 @@ from typing import Any
 import psutil
 import structlog
 
-from . import codec, identity, proctree, runner, runtime, systemd
-from .config import RESTART_KEYS, Config, QueueConfig, needs_restart
+from . import codec, config_queues, identity, proctree, runner, runtime, systemd
+from .config import RESTART_KEYS, Config, needs_restart
 from .engine import Engine
 from .errors import StoreError
 from .model import QueueSpec, WorkflowStatus
@@ -64,12 +64,6 @@ class Pool:
     next_start: float = 0.0
 
 
-def queue_spec(qc: QueueConfig, paused: bool = False) -> QueueSpec:
-    return QueueSpec(qc.name, workers=qc.workers, poll_interval=qc.poll_interval, lease=qc.lease,
-                     max_crashes=qc.max_crashes, max_tasks_per_worker=qc.max_tasks_per_worker,
-                     max_memory=qc.max_memory, paused=paused)
-
-
 def signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -101,6 +95,7 @@ class Supervisor:
         self.runtime_path = runtime.path_for(str(config.database))
         self._last: dict[str, float] = {}
         self._published = ""
+        self.drain_reasons: dict[str, str] = {}   # queue -> why it drains, until logged
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
@@ -147,15 +142,11 @@ class Supervisor:
         self.release_dead_owners("supervisor died")   # workers of a supervisor that was killed
         self.sync_queues()
 
-    def store_config_queues(self) -> None:
-        """The config's queues are stored (ctl sees them) with the config's settings; a
-        paused flag set with ``ewfd ctl pause`` survives."""
-        for qc in self.config.queues.values():
-            try:
-                paused = self.db.load_queue(qc.name).paused
-            except LookupError:
-                paused = False
-            self.db.save_queue(queue_spec(qc, paused))
+    def store_config_queues(self, previous: Config | None = None) -> None:
+        """The config's queues are stored (ctl sees them, and where they are defined) with
+        the config's settings; a reload drains those it removed (config_queues)."""
+        self.drain_reasons.update(config_queues.store_config_queues(self.db, self.config,
+                                                                    previous))
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
@@ -317,8 +308,8 @@ class Supervisor:
         if changed:
             self.log.warning("supervisor.reload_needs_restart", keys=sorted(changed), **changed)
         self.switch_logging(config)
-        self.config = replace(config, **kept)
-        self.store_config_queues()
+        previous, self.config = self.config, replace(config, **kept)
+        self.store_config_queues(previous)
         self.sync_queues()
         for proc in list(self.workers.values()):
             self.retire(proc, "reload")
@@ -503,6 +494,8 @@ class Supervisor:
                 self._interrupted(self.db.interrupt(expired=True, reason="lease expired"))
                 for uuid, error in self.db.reject_unknown_queues():
                     self.log.error("job.rejected", workflow_uuid=uuid, error=error)
+                config_queues.close_drained(
+                    self.db, [n for n, p in self.pools.items() if p.spec.draining], self.log)
             if self.db.changed() or self.every("queues", 1.0):   # a queue created or closed
                 self.sync_queues()
             if self.every("auto_delete", 1.0):
@@ -517,17 +510,18 @@ class Supervisor:
 
     def sync_queues(self) -> None:
         """Make the pools match the stored queues (config queues take the config's settings)."""
-        stored = {q.name: q for q in self.db.load_queues()}
+        stored = config_queues.enforce(self.db, self.config,
+                                       {q.name: q for q in self.db.load_queues()}, self.log)
         for name, spec in stored.items():
-            qc = self.config.queues.get(name)
-            if qc is not None:
-                spec = queue_spec(qc, spec.paused)
             pool = self.pools.get(name)
             if pool is None:
                 self.pools[name] = Pool(spec)
                 if self.workers:
                     self.log.info("queue.added", queue=name, workers=spec.workers)
-            else:
+            if spec.draining and (pool is None or not pool.spec.draining):
+                self.log.info("queue.draining", queue=name, reason=self.drain_reasons.pop(
+                    name, "ewfd ctl close-queue --drain"))
+            if pool is not None:
                 pool.spec = spec
         for name in [n for n in self.pools if n not in stored]:
             del self.pools[name]
