@@ -59,19 +59,17 @@ def store_config_queues(store: Store, config: Config,
 def enforce(store: Store, config: Config, stored: dict[str, QueueSpec],
             log: Any) -> dict[str, QueueSpec]:
     """``stored`` with every configured queue as the config has it: one that something
-    else changed is written back (``queue.config_wins``), so what ``ewfd ctl queues``
-    shows is what runs."""
+    else changed or closed (the API, SQL) is written back (``queue.config_wins``), so what
+    ``ewfd ctl queues`` shows is what runs."""
     out = dict(stored)
-    for name, spec in stored.items():
-        qc = config.queues.get(name)
-        if qc is None:
-            continue
+    for name, qc in config.queues.items():
+        spec = stored.get(name)
         wanted = config_spec(qc, spec)
-        changed = _differences(spec, wanted)
+        changed = _differences(spec, wanted) if spec is not None else {"closed": True}
         if changed:
             store.save_queue(wanted)
             log.warning("queue.config_wins", queue=name, defined_in=qc.source, found=changed,
-                        kept={k: getattr(wanted, k) for k in changed})
+                        kept={k: getattr(wanted, k) for k in changed if k in SETTINGS})
             out[name] = wanted
     return out
 

@@ -145,6 +145,16 @@ def test_a_configured_queue_is_changed_in_its_config_only(daemon: Daemon) -> Non
     wait_until(lambda: queue_row(daemon, "orders")["workers"] == 2, 15, "orders back to 2")
     assert queue_row(daemon, "orders")["origin"] == "config"
     assert len(daemon.worker_pids()) == 3
+    api = subprocess.run([sys.executable, "-c", (
+        "import sys; from ewfd import Engine, SQLiteStore; "
+        "Engine(store=SQLiteStore(sys.argv[1])).close_queue('orders')"),
+        str(daemon.db)], env=daemon.env(), capture_output=True, text=True, timeout=60)
+    assert api.returncode == 0, api
+    daemon.wait_for_log(event("queue.config_wins", queue="orders"), count=2)
+    wait_until(lambda: "orders" in [r["queue"] for r in ok_json(daemon, "queues")], 15,
+               "orders back")
+    assert not daemon.events("queue.removed", queue="orders")
+    assert len(daemon.worker_pids()) == 3
 
     assert ctl(daemon, "create-queue", "extra").returncode == 0
     daemon.wait_for_workers(4)
