@@ -27,6 +27,7 @@ from .engine import Engine
 from .errors import StoreError
 from .model import QueueSpec, WorkflowStatus
 from .slots import RUNNING, STARTING, Scoreboard
+from .step_output import OutputReader
 from .store.sqlite import SQLiteStore
 from .store.wake import ChangeWaiter
 from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
@@ -36,6 +37,8 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.
 TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wakes at once
 IDLE_TICK = 1.0     # on a signal, a worker's output, a child's death or a database write
 DB_WAKE_GAP = 0.1   # under load, database writes wake the loop at most this often
+OUTPUT_GAP = 0.1   # and workers' output (a marker per step boundary: step_output)
+PIPE_SIZE = 256 * 1024   # a worker's output pipe: seconds of markers at full speed
 LOOP_BUSY_GIVE_UP = 0.5
 MAX_SLOTS = 512
 FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
@@ -52,7 +55,7 @@ class WorkerProc:
     started: float
     retiring: str | None = None     # why we asked it to go: shutdown, reload, removed, recycle
     killed_for_timeout: str | None = None
-    buffer: bytes = b""
+    output: OutputReader = field(default_factory=OutputReader)   # its lines and their step
     output_closed: bool = False     # it closed its stdout and stderr: stop selecting on them
     escapees: dict[int, Any] = field(default_factory=dict)   # its steps' children, out of its group
 
@@ -96,6 +99,8 @@ class Supervisor:
         self._last: dict[str, float] = {}
         self._published = ""
         self.drain_reasons: dict[str, str] = {}   # queue -> why it drains, until logged
+        self._output_read = 0.0
+        self._output_heavy = False   # the last read was big: read again without a pause
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
@@ -201,6 +206,9 @@ class Supervisor:
 
     def wait(self, timeout: float) -> None:
         outputs = {w.output_fd: w for w in self.workers.values() if not w.output_closed}
+        gap_left = OUTPUT_GAP - (time.monotonic() - self._output_read)
+        if gap_left > 0 and not self._output_heavy:   # in batches: markers must not wake us
+            outputs, timeout = {}, min(timeout, gap_left)
         fds = [self.pipe_r, *outputs]
         db_fd = self.changes.fileno()
         if db_fd >= 0:   # a queue created or closed by ctl or the API: act at once
@@ -225,28 +233,27 @@ class Supervisor:
                 self.read_output(outputs[fd])
 
     def read_output(self, proc: WorkerProc, final: bool = False) -> None:
-        """Log what a worker printed, line by line; ``final`` (it has exited) drains the pipe
-        and logs an unfinished last line too."""
-        for _ in range(16 if final else 1):   # bounded: a grandchild may still be writing
+        """Log what a worker printed, line by line, with the workflow and step that printed
+        it (step_output); ``final`` (it has exited) drains the pipe and logs an unfinished
+        last line too."""
+        self._output_read = time.monotonic()
+        data: list[bytes] = []
+        for _ in range(16 if final else 4):   # bounded: a grandchild may still be writing
             try:
-                data = os.read(proc.output_fd, 65536)
+                chunk = os.read(proc.output_fd, 65536)
             except BlockingIOError:
                 break
             except OSError:
-                data = b""
-            if not data:   # EOF: a worker that closed its stdout and stderr must not make
+                chunk = b""
+            if not chunk:   # EOF: a worker that closed its stdout and stderr must not make
                 proc.output_closed = True    # select return at once forever
                 break
-            proc.buffer += data
-        lines = proc.buffer.split(b"\n")
-        proc.buffer = b"" if final else lines.pop()
-        if len(proc.buffer) > 65536:   # a line that never ends must not grow without bound
-            lines.append(proc.buffer)
-            proc.buffer = b""
-        for line in lines:
-            if line.strip():
-                self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
-                              output=codec.safe_bytes(line)[:4096])
+            data.append(chunk)
+        self._output_heavy = len(data) > 1
+        for line, context in proc.output.feed(b"".join(data), final):
+            self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
+                          output=codec.safe_bytes(line)[:4096],
+                          **(context.keys() if context else {}))
 
     # -- signals ---------------------------------------------------------------------------
     def handle_signals(self) -> None:
@@ -377,6 +384,8 @@ class Supervisor:
         else:
             code = os.WEXITSTATUS(status)
             how, reason = {"exit_code": code}, f"exit code {code}"
+        if proc.output.context is not None:   # it died in a workflow: say which, and where
+            how.update(proc.output.context.keys())
         (self.log.warning if code else self.log.info)(   # a signal or an error: not routine
             "worker.exited", worker_pid=proc.pid, queue=proc.queue, **how)
         try:
@@ -564,8 +573,11 @@ class Supervisor:
                     and now > view.deadline + self.config.timeout_grace):
                 proc.killed_for_timeout = (
                     f"ignored the interruption for {now - view.deadline:.1f}s; worker killed")
+                known = proc.output.context
                 self.log.warning("worker.killed", worker_pid=proc.pid, queue=proc.queue,
                                  workflow_uuid=view.workflow_uuid, step=view.step,
+                                 workflow=known.workflow if known and
+                                 known.workflow_uuid == view.workflow_uuid else None,
                                  reason="step timeout")
                 self.kill(proc)
 
@@ -651,5 +663,7 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(out_w)
         fcntl.fcntl(out_r, fcntl.F_SETFL, fcntl.fcntl(out_r, fcntl.F_GETFL) | os.O_NONBLOCK)
+        with contextlib.suppress(OSError, AttributeError):   # room for markers between reads
+            fcntl.fcntl(out_r, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         self.workers[pid] = WorkerProc(pid, pool.spec.name, slot, identity.of(pid), out_r,
                                        time.monotonic())
