@@ -60,7 +60,8 @@ def ctl() -> None:
       pause QUEUE / resume QUEUE  stop / restart claiming (running steps finish)
       enqueue NAME --state JSON   start a workflow; prints its uuid
       prune --older-than 7d       delete old finished workflows and their history
-      create-queue / close-queue  add / remove a queue at run time
+      create-queue / close-queue [--drain]
+                                  add / remove a queue (--drain: once its work ran)
     \b
     A UUID can be any unique start of one (`ewfd ctl show 5d66`).
     Exit codes: 0 ok; 1 not found, does not apply, or failed; 2 bad usage.
