@@ -80,9 +80,10 @@ def summary(config: Config, overrides: Overrides, engine: Engine) -> str:
                                                    else "")
     templates = f"{len(names)} template{'' if len(names) == 1 else 's'}" + (
         f": {shown}" if names else "")
-    source = str(config.path) if config.path else "command line"
-    if config.path and overrides:
-        source += " (with flags)"
+    if config.path is None:
+        source = "command line" if overrides else "no config file: the built-in demo set-up"
+    else:
+        source = f"{config.path} (with flags)" if overrides else str(config.path)
     database = ("exists" if config.database.exists() and config.database.stat().st_size
                 else "created at the first start")
     queues = ", ".join(f"{q.name} ({q.workers} worker{'' if q.workers == 1 else 's'})"
