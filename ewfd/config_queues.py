@@ -68,8 +68,9 @@ def enforce(store: Store, config: Config, stored: dict[str, QueueSpec],
         changed = _differences(spec, wanted) if spec is not None else {"closed": True}
         if changed:
             store.save_queue(wanted)
+            kept = {k: getattr(wanted, k) for k in (changed if spec else ("workers",))}
             log.warning("queue.config_wins", queue=name, defined_in=qc.source, found=changed,
-                        kept={k: getattr(wanted, k) for k in changed if k in SETTINGS})
+                        kept=kept)
             out[name] = wanted
     return out
 

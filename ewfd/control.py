@@ -321,8 +321,9 @@ def prune(store: Store, *, cutoff: float, statuses: Sequence[WorkflowStatus],
 
 def _defined_by_config(name: str, spec: QueueSpec | None, config: Config | None) -> str | None:
     """Where a queue is defined when a config owns it (the store knows, or the config ctl
-    read names it), else None: its settings are changed there, not here."""
-    if spec is not None and spec.origin == "config":
+    read names it), else None: its settings are changed there, not here. One a reload
+    removed from its config (it drains) is nobody's: ctl may take it over."""
+    if spec is not None and spec.origin == "config" and not spec.draining:
         return spec.defined_in or "the daemon's config"
     if config is not None and name in config.queues:
         return config.queues[name].source

@@ -4,12 +4,13 @@ A daemon worker's stdout and stderr are one pipe, read by the supervisor, which 
 line as ``worker.output``. Which workflow and step a line belongs to cannot be read off
 the scoreboard when the line arrives: a line written just before a step ends is often read
 after the next one began. So the worker writes the context into the pipe itself, in band:
-at each boundary (a workflow claimed, a step attempt starting, the workflow done) it
+at each boundary (a workflow claimed, a step attempt starting, the worker going idle) it
 flushes what the step left in Python's and C's buffers and writes a marker line. The pipe
 keeps order, so every byte before a marker belongs to the context before it, whoever
 wrote it (the step, a thread, a child process sharing the pipe). The supervisor splits
-the stream on markers (:class:`OutputReader`). A marker is a few dozen bytes; the
-supervisor reads them in batches, never woken for each.
+the stream on markers (:class:`OutputReader`). A marker is a few bytes (a workflow's uuid
+and name once, then each step's name), a write of about a microsecond; the supervisor
+reads them in batches, never woken for each.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _SEP = "\x1f"
 _SEP_B = b"\x1f"
 _FIELD = 200          # longest name kept in a marker (the pipe writes it atomically)
 _UNSAFE = re.compile("[\x00\n\x1f]")
+_LONGEST_MARK = len(MARK) + 2 * 4 * _FIELD + 3   # two fields of UTF-8, a kind and a newline
 
 
 class Context(NamedTuple):
@@ -36,7 +38,7 @@ class Context(NamedTuple):
     workflow: str
     step: str | None
 
-    def keys(self) -> dict[str, Any]:
+    def log_keys(self) -> dict[str, Any]:
         return {"workflow_uuid": self.workflow_uuid, "workflow": self.workflow,
                 "step": self.step}
 
@@ -139,7 +141,7 @@ class OutputReader:
         keep = buffer[cut:]   # an unfinished line (or marker)
         if len(keep) > self.LONGEST:
             nul = keep.rfind(MARK[:1])
-            cut = nul if nul >= 0 and len(keep) - nul < 2 * _FIELD * 4 else len(keep)
+            cut = nul if nul >= 0 and len(keep) - nul <= _LONGEST_MARK else len(keep)
             self._lines(keep[:cut], out)
             keep = keep[cut:]
         self._buffer = keep

@@ -253,7 +253,7 @@ class Supervisor:
         for line, context in proc.output.feed(b"".join(data), final):
             self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
                           output=codec.safe_bytes(line)[:4096],
-                          **(context.keys() if context else {}))
+                          **(context.log_keys() if context else {}))
 
     # -- signals ---------------------------------------------------------------------------
     def handle_signals(self) -> None:
@@ -385,7 +385,7 @@ class Supervisor:
             code = os.WEXITSTATUS(status)
             how, reason = {"exit_code": code}, f"exit code {code}"
         if proc.output.context is not None:   # it died in a workflow: say which, and where
-            how.update(proc.output.context.keys())
+            how.update(proc.output.context.log_keys())
         (self.log.warning if code else self.log.info)(   # a signal or an error: not routine
             "worker.exited", worker_pid=proc.pid, queue=proc.queue, **how)
         try:
