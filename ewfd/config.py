@@ -20,7 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
@@ -34,11 +34,13 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "Config",
     "ConfigError",
+    "Overrides",
     "QueueConfig",
     "RetentionConfig",
     "default_config",
     "find_config",
     "load_config",
+    "needs_restart",
     "parse_duration",
     "parse_size",
 ]
@@ -51,6 +53,7 @@ CONFIG_SEARCH: Final = (f"${CONFIG_ENV_VAR}, else ./{DEFAULT_CONFIG_NAME}, else 
                         "else the bundled demo app on ./ewfd.db")
 DEFAULT_APP: Final = "ewfd.examples.demo:engine"
 DEFAULT_DATABASE: Final = "ewfd.db"
+BUILT_IN: Final = "the built-in default config"   # where the demo set-up's queue comes from
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 SYNCHRONOUS_MODES: Final = ("normal", "full")
@@ -197,7 +200,8 @@ class ConfigError(Exception):
         self.path = None if path is None else os.fspath(path)
         self.key = key
         self.exit_code = exit_code
-        parts = ["config"]
+        # A flag of ``ewfd run`` (``--queue orders=two``) names itself; a key, its file.
+        parts = [] if key and key.startswith("--") else ["config"]
         if self.path is not None:
             parts.append(self.path)
         if key:
@@ -208,7 +212,11 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class QueueConfig:
-    """Settings of one queue's worker pool (a ``[queues.NAME]`` table)."""
+    """Settings of one queue's worker pool (a ``[queues.NAME]`` table).
+
+    ``source`` says where they were written (the config file, an ``ewfd run --queue``
+    flag), for an operator told that this queue is not changed with ``ewfd ctl``.
+    """
 
     name: str
     workers: int = 2
@@ -217,6 +225,7 @@ class QueueConfig:
     max_tasks_per_worker: int = 0
     max_memory: int = 0
     max_crashes: int = 5
+    source: str = field(default=BUILT_IN, compare=False)
 
 
 FINISHED: Final = ("completed", "failed", "cancelled")
@@ -247,14 +256,17 @@ class RetentionConfig:
 class Config:
     """The validated daemon configuration; paths are absolute after :func:`load_config`.
 
-    ``path`` is the file it came from, or None for the built-in demo setup.
-    ``timeout_grace`` is how long past a step's timeout a worker that ignores the
-    interruption may keep running before the supervisor kills it.
+    ``path`` is the file it came from, or None for the built-in demo setup (or flags
+    alone). ``timeout_grace`` is how long past a step's timeout a worker that ignores the
+    interruption may keep running before the supervisor kills it. ``app_path``: the
+    directories put first on ``sys.path`` to import ``app`` (the config file's directory
+    unless the file says otherwise).
     """
 
     path: Path | None = None
     database: Path = Path(DEFAULT_DATABASE)
     app: str = DEFAULT_APP
+    app_path: tuple[Path, ...] = ()
     log_file: str = "-"
     log_level: str = "info"
     shutdown_timeout: float = 30.0
@@ -267,9 +279,24 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
+#: What a reload (SIGHUP) cannot apply: the app is imported once, before the fork, and every
+#: process holds the database open. A change of these is logged and waits for a restart.
+RESTART_KEYS: Final = ("database", "app", "app_path")
+
+
+def needs_restart(running: Config, loaded: Config) -> dict[str, dict[str, Any]]:
+    """Per key of :data:`RESTART_KEYS` that differs: the value in force and the new one."""
+    def shown(value: object) -> Any:
+        return [str(v) for v in value] if isinstance(value, tuple) else str(value)
+
+    return {key: {"running": shown(getattr(running, key)), "config": shown(getattr(loaded, key))}
+            for key in RESTART_KEYS if getattr(running, key) != getattr(loaded, key)}
+
+
 _EWFD_KEYS: Final = (
     "database",
     "app",
+    "app_path",
     "log_file",
     "log_level",
     "shutdown_timeout",
@@ -302,11 +329,16 @@ def _suggest(key: str, valid: tuple[str, ...]) -> str:
 class _Loader:
     """Validates one parsed TOML document; every error names the offending key."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None, base: Path, flags: Mapping[str, str] | None = None,
+                 sources: Mapping[str, str] | None = None) -> None:
         self.path = path
-        self.base = path.parent
+        self.base = base
+        self.flags = flags or {}       # dotted key -> the ewfd run flag that set it
+        self.sources = sources or {}   # queue name -> where a flag defined it, if one did
 
     def error(self, key: str | None, problem: str) -> ConfigError:
+        if key is not None and key in self.flags:   # set on the command line: name the flag
+            return ConfigError(problem, key=self.flags[key])
         return ConfigError(problem, path=self.path, key=key)
 
     def unknown(self, key: str, dotted: str, valid: tuple[str, ...], where: str) -> ConfigError:
@@ -409,6 +441,14 @@ class _Loader:
             )
         return _absolute(Path(text).expanduser(), self.base)
 
+    def directories(self, value: object, key: str) -> tuple[Path, ...]:
+        items = value if isinstance(value, list) else [value]
+        texts = [v for v in items if isinstance(v, str) and v.strip()]
+        if not items or len(texts) != len(items):
+            raise self.error(key, "expected a directory or a list of directories, got "
+                             f"{_show(value)}")
+        return tuple(_absolute(Path(v).expanduser(), self.base) for v in texts)
+
     def load(self, doc: dict[str, Any]) -> Config:
         for key, value in doc.items():
             if key not in _TOP_KEYS:
@@ -438,6 +478,10 @@ class _Loader:
                 f'"myapp.workflows:engine", got {_show(ewfd["app"])}',
             )
 
+        if "app_path" in ewfd:
+            app_path = self.directories(ewfd["app_path"], k("app_path"))
+        else:   # a plain app.py next to the config file is found, wherever ewfd runs from
+            app_path = (self.base,) if self.path is not None else ()
         database = self.file_path(ewfd.get("database", DEFAULT_DATABASE), k("database"))
         log_file = self.string(ewfd.get("log_file", "-"), k("log_file"))
         if log_file != "-":
@@ -447,6 +491,7 @@ class _Loader:
             path=self.path,
             database=database,
             app=app,
+            app_path=app_path,
             log_file=log_file,
             log_level=self.choice(
                 ewfd.get("log_level", defaults.log_level), k("log_level"), LOG_LEVELS
@@ -491,11 +536,13 @@ class _Loader:
         return RetentionConfig(**kept, interval=interval)
 
     def queues(self, tables: dict[str, Any]) -> dict[str, QueueConfig]:
+        where = str(self.path) if self.path is not None else BUILT_IN
         if not tables:
-            return {"default": QueueConfig("default")}
+            return {"default": QueueConfig("default", source=where)}
         result: dict[str, QueueConfig] = {}
         for name, raw in tables.items():
             qkey = _dotted("queues", name)
+            source = self.sources.get(name, where)
             if not QUEUE_NAME_RE.fullmatch(name):
                 raise self.error(
                     qkey,
@@ -534,6 +581,7 @@ class _Loader:
                 max_crashes=self.integer(
                     table.get("max_crashes", d.max_crashes), k("max_crashes"), 1
                 ),
+                source=source,
             )
         return result
 
@@ -549,7 +597,7 @@ def default_config(cwd: Path | None = None) -> Config:
     return Config(path=None, database=_absolute(Path(DEFAULT_DATABASE), base))
 
 
-def _read(path: Path) -> Config:
+def _parse(path: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -566,7 +614,56 @@ def _read(path: Path) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", path=path) from None
-    return _Loader(path).load(doc)
+    return doc
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What ``ewfd run``'s flags set (``--app``, ``--db``, ``--queue NAME=WORKERS``...); each
+    wins over the config file's value, and with no file they are the whole config. Paths
+    are relative to the current directory, as on any command line. They are validated by
+    the same code as the file, so a bad value reads the same, naming the flag."""
+
+    app: str | None = None
+    database: str | None = None
+    log_file: str | None = None
+    log_level: str | None = None
+    queues: tuple[str, ...] = ()          # NAME or NAME=WORKERS, as typed
+
+    def __bool__(self) -> bool:
+        return any(v not in (None, ()) for v in (self.app, self.database, self.log_file,
+                                                 self.log_level, self.queues))
+
+    def apply(self, doc: dict[str, Any], path: Path | None,
+              cwd: Path) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+        """(the document with the flags written in, dotted key -> flag, queue -> source)."""
+        doc = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
+        flags: dict[str, str] = {}
+        ewfd = doc.setdefault("ewfd", {})
+        for key, flag, value in (("app", "--app", self.app), ("database", "--db", self.database),
+                                 ("log_file", "--log-file", self.log_file),
+                                 ("log_level", "--log-level", self.log_level)):
+            if value is None or not isinstance(ewfd, dict):
+                continue
+            if key in ("database", "log_file") and value.strip() not in ("", "-", ":memory:"):
+                value = str(_absolute(Path(value).expanduser(), cwd))
+            ewfd[key] = value
+            flags[_dotted("ewfd", key)] = flag
+        sources: dict[str, str] = {}
+        if self.queues and isinstance(doc.get("queues", {}), dict):
+            tables = {k: dict(v) if isinstance(v, dict) else v
+                      for k, v in doc.get("queues", {}).items()}
+            for text in self.queues:
+                name, given, workers = (part.strip() for part in text.partition("="))
+                flag = f"--queue {text}"
+                table = tables.setdefault(name, {})
+                if given and isinstance(table, dict):
+                    table["workers"] = int(workers) if workers.isdigit() else workers
+                flags[_dotted("queues", name)] = flags[_dotted("queues", name, "workers")] = flag
+                sources[name] = (f"{path} and ewfd run {flag}" if path is not None and
+                                 name in doc.get("queues", {}) else f"ewfd run {flag}")
+            doc["queues"] = tables
+        return doc, flags, sources
 
 
 def find_config(
@@ -601,16 +698,28 @@ def load_config(
     env: Mapping[str, str] = os.environ,
     cwd: Path | None = None,
     system: Path | None = None,
+    overrides: Overrides | None = None,
 ) -> Config:
-    """Find (:func:`find_config`), read and validate the configuration; with no file,
-    :func:`default_config`. A file named by ``path`` or the variable must exist: a typo
-    must not quietly run the demo app instead. Raises :class:`ConfigError` for every
-    problem.
+    """Find (:func:`find_config`), read and validate the configuration, with ``ewfd run``'s
+    flags (``overrides``) on top; with no file and no flags, :func:`default_config`. A file
+    named by ``path`` or the variable must exist: a typo must not quietly run the demo app
+    instead. Raises :class:`ConfigError` for every problem.
     """
     base = Path.cwd() if cwd is None else cwd
     found, named = find_config(path, env=env, cwd=base, system=system)
     if found is None:
-        return default_config(base)
-    if named is not None and not found.exists():
-        raise ConfigError(f"file not found (named by {named})", path=found, exit_code=2)
-    return _read(found)
+        if not overrides:
+            return default_config(base)
+        doc: dict[str, Any] = {"ewfd": {"app": DEFAULT_APP}}
+    else:
+        if named is not None and not found.exists():
+            raise ConfigError(f"file not found (named by {named})", path=found, exit_code=2)
+        doc = _parse(found)
+    flags: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    if overrides:
+        doc, flags, sources = overrides.apply(doc, found, base)
+    config = _Loader(found, base if found is None else found.parent, flags, sources).load(doc)
+    if overrides and overrides.app:   # typed on a command line: found from where it was typed
+        config = replace(config, app_path=tuple(dict.fromkeys((base, *config.app_path))))
+    return config

@@ -31,7 +31,7 @@ from .errors import (
 )
 from .handle import WorkflowHandle
 from .model import Attempt, QueueSpec, Step, Workflow, WorkflowQuery, WorkflowStatus, iso
-from .store.base import Store
+from .store.base import Store, closing_error
 from .store.sqlite import SQLiteStore
 
 EXIT_FAILED = 1      # the thing asked for does not exist, or the action does not apply
@@ -198,17 +198,22 @@ def queues(store: Store, policy: dict[str, Any] | None = None) -> list[dict[str,
     """Per queue its counts, with ``kind``: ``queue`` (stored: it has settings and workers),
     ``closed`` (a name left on rows after its queue was removed), ``unknown`` (a name no
     queue ever had: every row on it was rejected) or ``none`` (workflows without a queue,
-    run in-process by ``engine.run``; ``queue`` is None). Each entry carries the retention
-    ``policy`` too (:func:`retention`)."""
-    stored = {q.name for q in store.load_queues()}
+    run in-process by ``engine.run``; ``queue`` is None); for a queue, whether it is
+    ``draining`` and where its settings come from (``origin``, ``defined_in``). Each entry
+    carries the retention ``policy`` too (:func:`retention`)."""
+    stored = {q.name: q for q in store.load_queues()}
     rows = store.queue_stats()
     for row in rows:
+        spec = stored.get(row["queue"]) if row["queue"] is not None else None
         if row["queue"] is None:
             row["kind"] = "none"
         else:
-            row["kind"] = "queue" if row["queue"] in stored else _leftover_kind(store, row)
-        if row["kind"] != "queue":
+            row["kind"] = "queue" if spec is not None else _leftover_kind(store, row)
+        if spec is None:
             row["workers"] = row["paused"] = None
+        row["draining"] = spec.draining if spec else None
+        row["origin"] = spec.origin if spec else None     # whose settings: config, ctl, api
+        row["defined_in"] = spec.defined_in if spec else None
         row["retention"] = policy
     return rows
 
@@ -266,7 +271,8 @@ def enqueue(store: Store, name: str, *, queue: str = "default",
                 else "no templates are stored yet: start ewfd run once with your app")
         raise CtlError(f"no workflow template {name!r} ({hint})") from None
     try:
-        store.load_queue(queue)
+        if store.load_queue(queue).draining:
+            raise CtlError(closing_error(queue))
     except QueueNotFound:
         raise CtlError(f"no queue {queue!r} ({_known_queues(store)})") from None
     try:
@@ -375,8 +381,31 @@ def prune(store: Store, *, cutoff: float, statuses: Sequence[WorkflowStatus],
     yield from store.prune(older_than=cutoff, statuses=statuses, batch=batch)
 
 
-def create_queue(store: Store, name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Create a queue, or update the settings given of an existing one (others are kept)."""
+def _defined_by_config(name: str, spec: QueueSpec | None, config: Config | None) -> str | None:
+    """Where a queue is defined when a config owns it (the store knows, or the config ctl
+    read names it), else None: its settings are changed there, not here. One a reload
+    removed from its config (it drains) is nobody's: ctl may take it over."""
+    if spec is not None and spec.origin == "config" and not spec.draining:
+        return spec.defined_in or "the daemon's config"
+    if config is not None and name in config.queues:
+        return config.queues[name].source
+    return None
+
+
+def _refuse_configured(name: str, where: str, action: str) -> CtlError:
+    if where.startswith("ewfd run"):
+        return CtlError(f"queue {name} is defined by {where}: {action} on that command line "
+                        "and restart ewfd")
+    return CtlError(f"queue {name} is defined in {where}: {action} there and reload the "
+                    "daemon (SIGHUP, or systemctl reload ewfd); what ewfd ctl wrote would not "
+                    "last")
+
+
+def create_queue(store: Store, name: str, settings: Mapping[str, Any], *,
+                 config: Config | None = None) -> dict[str, Any]:
+    """Create a queue, or update the settings given of an existing one (others are kept).
+    Refused for a queue the daemon's config defines: its config is the one source of truth.
+    A queue that was draining is open again."""
     if not QUEUE_NAME_RE.fullmatch(name):
         raise CtlError(f"queue name {name!r}: use 1-64 letters, digits, '_', '.' or '-'",
                        EXIT_USAGE)
@@ -384,29 +413,61 @@ def create_queue(store: Store, name: str, settings: Mapping[str, Any]) -> dict[s
         spec: QueueSpec | None = store.load_queue(name)
     except (QueueNotFound, InvalidRow):   # a row nobody can use is replaced, as if new
         spec = None
+    where = _defined_by_config(name, spec, config)
+    if where is not None:
+        raise _refuse_configured(name, where, "edit it")
     try:
-        new = replace(spec, **settings) if spec else QueueSpec(name, **settings)
+        new = replace(spec or QueueSpec(name), origin="ctl", defined_in=None, **settings)
     except ValueError as exc:
         raise CtlError(str(exc), EXIT_USAGE) from None
     store.save_queue(new)
-    return {"changed": int(new != spec), "queue": name, "created": spec is None,
-            **{k: getattr(new, k) for k in ("workers", "poll_interval", "lease", "max_crashes",
-                                            "max_tasks_per_worker", "max_memory", "paused")}}
+    reopened = spec is not None and spec.draining and store.set_draining(name, False)
+    keys = ("workers", "poll_interval", "lease", "max_crashes", "max_tasks_per_worker",
+            "max_memory")
+    changed = spec is None or reopened or any(getattr(new, k) != getattr(spec, k) for k in keys)
+    return {"changed": int(changed), "queue": name, "created": spec is None,
+            "reopened": bool(reopened), **{k: getattr(new, k) for k in (*keys, "paused")}}
 
 
-def close_queue(store: Store, name: str, *, force: bool = False) -> dict[str, Any]:
-    """Remove a queue. Refused while it holds unfinished workflows (they would fail with
-    "unknown queue") unless ``force``."""
-    stats = next((s for s in store.queue_stats() if s["queue"] == name), None)
-    if stats is not None and not force and (stats["pending"] or stats["running"]):
-        raise CtlError(f"queue {name!r} has {stats['pending']} pending and {stats['running']} "
-                       "running workflows, which would fail with 'unknown queue': pause it and "
-                       "let it drain, or pass --force")
+def close_queue(store: Store, name: str, *, force: bool = False, drain: bool = False,
+                cancel_pending: bool = False, config: Config | None = None) -> dict[str, Any]:
+    """Remove a queue. One that holds no unfinished workflow goes at once. Otherwise:
+    ``drain`` takes no new work and lets the daemon close it once what it holds has run
+    (``cancel_pending`` cancels its pending workflows first: only the running ones finish);
+    ``force`` removes it now (its pending workflows then fail with "unknown queue").
+    Refused for a queue the daemon's config defines."""
+    try:
+        spec = store.load_queue(name)
+    except QueueNotFound:
+        raise CtlError(f"no queue {name!r} ({_known_queues(store)})") from None
+    where = _defined_by_config(name, spec, config)
+    if where is not None:
+        raise _refuse_configured(name, where, "remove it (the daemon then drains and closes it)")
+    cancelled = 0
+    if cancel_pending:
+        pending = store.find_uuids(WorkflowQuery(queues=(name,),
+                                                 statuses=(WorkflowStatus.PENDING,)))
+        cancelled = sum(len(changed) for changed in cancel(store, pending))
+    stats = next((s for s in store.queue_stats() if s["queue"] == name), None) or {}
+    pending_n, running_n = stats.get("pending", 0), stats.get("running", 0)
+    result = {"changed": 1, "queue": name, "closed": True, "draining": False,
+              "pending": pending_n, "running": running_n, "cancelled": cancelled,
+              "resumed": False}
+    if (pending_n or running_n) and (drain or cancel_pending):
+        result["resumed"] = spec.paused and store.set_paused(name, False)
+        store.set_draining(name, True)
+        return {**result, "closed": False, "draining": True}
+    if (pending_n or running_n) and not force:
+        raise CtlError(
+            f"queue {name!r} has {pending_n} pending and {running_n} running workflows, which "
+            f"would fail with 'unknown queue': `ewfd ctl close-queue {name} --drain` runs them "
+            "and closes it once they are done (--cancel-pending cancels the pending ones "
+            "first), --force closes it now")
     try:
         store.delete_queue(name)
     except QueueNotFound:
         raise CtlError(f"no queue {name!r} ({_known_queues(store)})") from None
-    return {"changed": 1, "queue": name}
+    return result
 
 
 # -- processes -----------------------------------------------------------------------------

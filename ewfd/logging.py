@@ -30,6 +30,7 @@ class LineWriter:
     def __init__(self, target: str) -> None:
         self.target = target
         self.fd = -1
+        self._stdout = os.dup(sys.stdout.fileno())   # for a HUP that switches to "-" later
         self._open()   # raises OSError: ``ewfd run`` reports it as a config error
 
     def _open(self) -> None:
@@ -57,6 +58,17 @@ class LineWriter:
                                                error=exc.strerror or str(exc))
             return False
         return True
+
+    def switch(self, target: str) -> None:
+        """Write to ``target`` from now on (a reload changed ``log_file``). Raises OSError,
+        and keeps writing where it did, when the new target cannot be opened."""
+        if target == self.target:
+            return
+        fd = os.dup(self._stdout) if target == "-" else os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        old, self.fd, self.target = self.fd, fd, target
+        if old >= 0:
+            os.close(old)
 
     def write_line(self, line: str) -> None:
         data = (line + "\n").encode("utf-8", TEXT_ERRORS)   # inside JSON: an exact escape

@@ -251,6 +251,13 @@ class QueueSpec:
     max_tasks_per_worker: int = 0
     max_memory: int = 0
     paused: bool = False
+    #: ``close-queue --drain``: takes no new workflows, closes once none is left. Set with
+    #: ``Store.set_draining``; ``save_queue`` keeps it, like ``paused``.
+    draining: bool = False
+    #: Whose settings these are: ``config`` (the daemon's config file or ``ewfd run``
+    #: flags, named by ``defined_in``), ``ctl`` (``ewfd ctl create-queue``) or ``api``.
+    origin: str = "api"
+    defined_in: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:

@@ -21,13 +21,14 @@ from typing import Any
 import psutil
 import structlog
 
-from . import codec, critical, identity, proctree, runner, runtime, systemd
-from .config import Config, QueueConfig
+from . import codec, config_queues, critical, identity, proctree, runner, runtime, systemd
+from .config import RESTART_KEYS, Config, needs_restart
 from .engine import Engine
 from .errors import DatabaseLost, StoreError
 from .model import QueueSpec, WorkflowStatus
 from .retention import Retention
 from .slots import RUNNING, STARTING, Scoreboard
+from .step_output import OutputReader
 from .store import sqlite_file
 from .store.sqlite import SQLiteStore
 from .store.wake import ChangeWaiter
@@ -39,6 +40,8 @@ TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wak
 IDLE_TICK = 1.0     # on a signal, a worker's output, a child's death or a database write
 DB_WAKE_GAP = 0.1   # under load, database writes wake the loop at most this often
 SETTLE_WAIT = 0.05  # after a database write event, wait this long at most for its commit
+OUTPUT_GAP = 0.1   # and workers' output (a marker per step boundary: step_output)
+PIPE_SIZE = 256 * 1024   # a worker's output pipe: seconds of markers at full speed
 LOOP_BUSY_GIVE_UP = 0.5
 MAX_SLOTS = 512
 FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
@@ -55,7 +58,7 @@ class WorkerProc:
     started: float
     retiring: str | None = None     # why we asked it to go: shutdown, reload, removed, recycle
     killed_for_timeout: str | None = None
-    buffer: bytes = b""
+    output: OutputReader = field(default_factory=OutputReader)   # its lines and their step
     output_closed: bool = False     # it closed its stdout and stderr: stop selecting on them
     escapees: dict[int, Any] = field(default_factory=dict)   # its steps' children, out of its group
 
@@ -67,12 +70,6 @@ class Pool:
     next_start: float = 0.0
 
 
-def queue_spec(qc: QueueConfig, paused: bool = False) -> QueueSpec:
-    return QueueSpec(qc.name, workers=qc.workers, poll_interval=qc.poll_interval, lease=qc.lease,
-                     max_crashes=qc.max_crashes, max_tasks_per_worker=qc.max_tasks_per_worker,
-                     max_memory=qc.max_memory, paused=paused)
-
-
 def signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -82,11 +79,13 @@ def signal_name(signum: int) -> str:
 
 class Supervisor:
     def __init__(self, config: Config, engine: Engine, *, reopen_log: Callable[[], bool],
-                 reload_config: Callable[[], Config] | None = None) -> None:
+                 reload_config: Callable[[], Config] | None = None,
+                 apply_logging: Callable[[Config], None] | None = None) -> None:
         self.config = config
         self.engine = engine
         self.reopen_log = reopen_log
         self.reload_config = reload_config
+        self.apply_logging = apply_logging   # log_file and log_level of a reloaded config
         self.log = structlog.get_logger("ewfd")
         self.workers: dict[int, WorkerProc] = {}
         self.pools: dict[str, Pool] = {}
@@ -96,6 +95,7 @@ class Supervisor:
         self.stopping = False
         self.running = False
         self.reload_pending = False   # a HUP's config is read but not yet stored (database busy)
+        self.reload_previous: Config | None = None   # the config that reload replaced
         self.booted = False      # a worker has started once: later boot failures are transient
         self.exit_code = 0
         self.store: SQLiteStore | None = None
@@ -109,6 +109,9 @@ class Supervisor:
         self._invalid_logged: dict[str, str] = {}   # queues rows reported as unusable
         self._published = ""
         self._published_progress: list[tuple[float | None, str | None]] = []
+        self.drain_reasons: dict[str, str] = {}   # queue -> why it drains, until logged
+        self._output_read = 0.0
+        self._output_heavy = False   # the last read was big: read again without a pause
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
@@ -183,14 +186,14 @@ class Supervisor:
         self.release_dead_owners("supervisor died")   # workers of a supervisor that was killed
         self.sync_queues()
 
-    def store_config_queues(self) -> None:
-        """The config's queues are stored (ctl sees them) with the config's settings; a
-        paused flag set with ``ewfd ctl pause`` survives."""
-        specs, invalid = self.db.queue_rows()
+    def store_config_queues(self, previous: Config | None = None) -> None:
+        """The config's queues are stored (ctl sees them, and where they are defined) with
+        the config's settings; a reload drains those it removed (config_queues). A
+        configured queue's row holding values ewfd cannot use is logged, then rewritten."""
+        _, invalid = self.db.queue_rows()
         self.invalid_queues({n: p for n, p in invalid.items() if n in self.config.queues})
-        paused = {q.name: q.paused for q in specs}
-        for qc in self.config.queues.values():
-            self.db.save_queue(queue_spec(qc, paused.get(qc.name, False)))
+        self.drain_reasons.update(config_queues.store_config_queues(self.db, self.config,
+                                                                    previous))
 
     def invalid_queues(self, invalid: dict[str, str]) -> None:
         """A queues row a person filled with values ewfd cannot use never stops us: a
@@ -205,7 +208,7 @@ class Supervisor:
                           if name in self.pools else "ignored: no workers until it is fixed")
                 self.log.error("queue.invalid", queue=name, error=problem, action=action)
             if configured is not None:
-                self.db.save_queue(queue_spec(configured))
+                self.db.save_queue(config_queues.config_spec(configured))
             else:
                 logged[name] = problem
         self._invalid_logged = logged
@@ -261,6 +264,9 @@ class Supervisor:
 
     def wait(self, timeout: float) -> None:
         outputs = {w.output_fd: w for w in self.workers.values() if not w.output_closed}
+        gap_left = OUTPUT_GAP - (time.monotonic() - self._output_read)
+        if gap_left > 0 and not self._output_heavy:   # in batches: markers must not wake us
+            outputs, timeout = {}, min(timeout, gap_left)
         fds = [self.pipe_r, *outputs]
         db_fd = self.changes.fileno()
         if db_fd >= 0:   # a queue created or closed by ctl or the API: act at once
@@ -286,28 +292,27 @@ class Supervisor:
                 self.read_output(outputs[fd])
 
     def read_output(self, proc: WorkerProc, final: bool = False) -> None:
-        """Log what a worker printed, line by line; ``final`` (it has exited) drains the pipe
-        and logs an unfinished last line too."""
-        for _ in range(16 if final else 1):   # bounded: a grandchild may still be writing
+        """Log what a worker printed, line by line, with the workflow and step that printed
+        it (step_output); ``final`` (it has exited) drains the pipe and logs an unfinished
+        last line too."""
+        self._output_read = time.monotonic()
+        data: list[bytes] = []
+        for _ in range(16 if final else 4):   # bounded: a grandchild may still be writing
             try:
-                data = os.read(proc.output_fd, 65536)
+                chunk = os.read(proc.output_fd, 65536)
             except BlockingIOError:
                 break
             except OSError:
-                data = b""
-            if not data:   # EOF: a worker that closed its stdout and stderr must not make
+                chunk = b""
+            if not chunk:   # EOF: a worker that closed its stdout and stderr must not make
                 proc.output_closed = True    # select return at once forever
                 break
-            proc.buffer += data
-        lines = proc.buffer.split(b"\n")
-        proc.buffer = b"" if final else lines.pop()
-        if len(proc.buffer) > 65536:   # a line that never ends must not grow without bound
-            lines.append(proc.buffer)
-            proc.buffer = b""
-        for line in lines:
-            if line.strip():
-                self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
-                              output=codec.safe_bytes(line)[:4096])
+            data.append(chunk)
+        self._output_heavy = len(data) > 1
+        for line, context in proc.output.feed(b"".join(data), final):
+            self.log.info("worker.output", worker_pid=proc.pid, queue=proc.queue,
+                          output=codec.safe_bytes(line)[:4096],
+                          **(context.log_keys() if context else {}))
 
     # -- signals ---------------------------------------------------------------------------
     def handle_signals(self) -> None:
@@ -376,7 +381,12 @@ class Supervisor:
             self.log.error("supervisor.reload_failed", error=str(exc))
             systemd.ready()
             return
-        self.config = replace(config, database=self.config.database, app=self.config.app)
+        kept = {key: getattr(self.config, key) for key in RESTART_KEYS}
+        changed = needs_restart(self.config, config)
+        if changed:
+            self.log.warning("supervisor.reload_needs_restart", keys=sorted(changed), **changed)
+        self.switch_logging(config)
+        self.reload_previous, self.config = self.config, replace(config, **kept)
         self.reload_pending = True
         self.apply_reload()
         systemd.ready()
@@ -386,7 +396,7 @@ class Supervisor:
         locked or full makes the reload wait, not the daemon fail: it is tried again every
         second (from :meth:`duties`) until it lands."""
         try:
-            self.store_config_queues()
+            self.store_config_queues(self.reload_previous)
             self.sync_queues()
         except StoreError as exc:
             self.log.error("supervisor.reload_failed", error=str(exc), retry_in=1.0)
@@ -398,6 +408,21 @@ class Supervisor:
             pool.failures, pool.next_start = 0, 0.0
         self.log.info("supervisor.reloaded",
                       workers=sum(p.spec.workers for p in self.pools.values()))
+
+    def switch_logging(self, config: Config) -> None:
+        """Apply a reloaded ``log_file`` and ``log_level``, here and in the workers forked
+        from now on (the running ones are all replaced by the reload)."""
+        if self.apply_logging is None:
+            return
+        if config.log_file != self.config.log_file:
+            self.log.info("supervisor.log_moved", to=config.log_file)
+        try:
+            self.apply_logging(config)
+        except OSError as exc:
+            self.log.error("log.switch_failed", log_file=config.log_file, error=str(exc))
+            config = replace(config, log_file=self.config.log_file)
+            self.apply_logging(config)   # the level still applies
+        self.log = structlog.get_logger("ewfd")   # the old one keeps the old level
 
     def retire(self, proc: WorkerProc, why: str) -> None:
         """Ask a worker to finish its current step and exit (SIGTERM)."""
@@ -442,6 +467,8 @@ class Supervisor:
         else:
             code = os.WEXITSTATUS(status)
             how, reason = {"exit_code": code}, f"exit code {code}"
+        if proc.output.context is not None:   # it died in a workflow: say which, and where
+            how.update(proc.output.context.log_keys())
         (self.log.warning if code else self.log.info)(   # a signal or an error: not routine
             "worker.exited", worker_pid=proc.pid, queue=proc.queue, **how)
         try:
@@ -567,6 +594,8 @@ class Supervisor:
                 self._interrupted(self.db.interrupt(expired=True, reason="lease expired"))
                 for uuid, error in self.db.reject_unknown_queues():
                     self.log.error("job.rejected", workflow_uuid=uuid, error=error)
+                config_queues.close_drained(
+                    self.db, [n for n, p in self.pools.items() if p.spec.draining], self.log)
             if self.settled_write() or self.db.changed() or self.every("queues", 1.0):
                 self.sync_queues()   # a queue created, changed or closed
             if self.every("auto_delete", 1.0):
@@ -600,19 +629,20 @@ class Supervisor:
         for name in invalid:   # config queues: rewritten just now; others keep their pool
             configured = self.config.queues.get(name)
             if configured is not None:
-                stored[name] = queue_spec(configured)
+                stored[name] = config_queues.config_spec(configured)
             elif name in self.pools:
                 stored[name] = self.pools[name].spec
+        stored = config_queues.enforce(self.db, self.config, stored, self.log)
         for name, spec in stored.items():
-            qc = self.config.queues.get(name)
-            if qc is not None:
-                spec = queue_spec(qc, spec.paused)
             pool = self.pools.get(name)
             if pool is None:
                 self.pools[name] = Pool(spec)
                 if self.workers:
                     self.log.info("queue.added", queue=name, workers=spec.workers)
-            else:
+            if spec.draining and (pool is None or not pool.spec.draining):
+                self.log.info("queue.draining", queue=name, reason=self.drain_reasons.pop(
+                    name, "ewfd ctl close-queue --drain"))
+            if pool is not None:
                 pool.spec = spec
         for name in [n for n in self.pools if n not in stored]:
             del self.pools[name]
@@ -657,8 +687,11 @@ class Supervisor:
                     and now > view.deadline + self.config.timeout_grace):
                 proc.killed_for_timeout = (
                     f"ignored the interruption for {now - view.deadline:.1f}s; worker killed")
+                known = proc.output.context
                 self.log.warning("worker.killed", worker_pid=proc.pid, queue=proc.queue,
                                  workflow_uuid=view.workflow_uuid, step=view.step,
+                                 workflow=known.workflow if known and
+                                 known.workflow_uuid == view.workflow_uuid else None,
                                  reason="step timeout")
                 self.kill(proc)
 
@@ -751,5 +784,7 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(out_w)
         fcntl.fcntl(out_r, fcntl.F_SETFL, fcntl.fcntl(out_r, fcntl.F_GETFL) | os.O_NONBLOCK)
+        with contextlib.suppress(OSError, AttributeError):   # room for markers between reads
+            fcntl.fcntl(out_r, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         self.workers[pid] = WorkerProc(pid, pool.spec.name, slot, identity.of(pid), out_r,
                                        time.monotonic())

@@ -30,6 +30,7 @@ from .engine import Engine
 from .errors import DatabaseLost, LeaseLost, StoreError
 from .model import QueueSpec, Workflow
 from .slots import Slot
+from .step_output import Context, OutputMarks
 from .store.base import Store
 
 EXIT_OK = 0
@@ -51,7 +52,7 @@ class Worker:
     def __init__(self, engine: Engine, store: Store, queue: QueueSpec, *,
                  stop: threading.Event | None = None, slot: Slot | None = None,
                  max_tasks: int = 0, parent_pid: int | None = None,
-                 own_process: bool = False) -> None:
+                 own_process: bool = False, marks: OutputMarks | None = None) -> None:
         self.engine = engine
         self.store = store
         self.queue = queue
@@ -60,6 +61,7 @@ class Worker:
         self.max_tasks = max_tasks
         self.parent_pid = parent_pid
         self.own_process = own_process   # a daemon worker: every child process is a step's
+        self.marks = marks               # a daemon worker: its output tied to its steps
         self._deadline: float | None = None
         self.owner = identity.current()
         self.tasks = 0
@@ -92,8 +94,10 @@ class Worker:
             killed = proctree.kill_descendants(os.getpid())
             if killed:
                 self.log.warning("step.children_killed", workflow_uuid=wf.uuid,
-                                 step=wf.steps[index].name, pids=killed,
+                                 workflow=wf.name, step=wf.steps[index].name, pids=killed,
                                  reason="the attempt overran its timeout")
+        if self.marks is not None:
+            self.marks.enter(Context(wf.uuid, wf.name, wf.steps[index].name))
         if self.slot is not None:
             self.slot.running(wf.uuid, wf.steps[index].name, deadline or 0.0)
 
@@ -105,6 +109,8 @@ class Worker:
             return None
         if self.slot is not None:
             self.slot.running(claimed.workflow.uuid, None)
+        if self.marks is not None:   # what its hooks print is the workflow's
+            self.marks.enter(Context(claimed.workflow.uuid, claimed.workflow.name, None))
         # Under ewfd run the supervisor renews the lease (it sees the slot RUNNING); in-process
         # nobody else knows we run it: the engine's lease thread must.
         held = (self.engine.leases_held(self.owner, self.queue.lease) if self.slot is None
@@ -183,6 +189,8 @@ class Worker:
         return min(fallback, wait)
 
     def _idle_wait(self, seconds: float) -> None:
+        if self.marks is not None:   # not after each workflow: the next claim says it all
+            self.marks.enter(None)
         # SIGTERM raises _Interrupt only while ``waiting``, and clears it as it does: one per
         # wait, caught here wherever in _wait it lands (even in its ``finally``), and never
         # raised into a step.
@@ -233,7 +241,9 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         for fd in close_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+        marks = None
         if output_fd is not None:   # a step's print() must not break the JSON log stream
+            marks = OutputMarks(output_fd)
             os.dup2(output_fd, 1)
             os.dup2(output_fd, 2)
             os.close(output_fd)
@@ -281,7 +291,7 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             _exit(EXIT_BOOT)
         worker = Worker(engine, store, queue, stop=stop, slot=slot,
                         max_tasks=queue.max_tasks_per_worker, parent_pid=parent_pid,
-                        own_process=True)
+                        own_process=True, marks=marks)
         worker_ref.append(worker)
         slot.idle()
         log.info("worker.started")
@@ -290,6 +300,8 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
             code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
         except DatabaseLost:
             code = EXIT_DATABASE
+        if marks is not None:   # whatever comes now is no workflow's
+            marks.enter(None)
         with contextlib.suppress(Exception):
             store.close()
     except BaseException as exc:   # a bug: say so, and let the supervisor restart us

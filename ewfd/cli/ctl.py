@@ -60,7 +60,8 @@ def ctl() -> None:
       pause QUEUE / resume QUEUE  stop / restart claiming (running steps finish)
       enqueue NAME --state JSON   start a workflow; prints its uuid (--wait: its outcome)
       prune --older-than 7d       delete old finished workflows and their history
-      create-queue / close-queue  add / remove a queue at run time
+      create-queue / close-queue [--drain]
+                                  add / remove a queue (--drain: once its work ran)
     \b
     A UUID can be any unique start of one (`ewfd ctl show 5d66`).
     Exit codes: 0 ok; 1 not found, does not apply, or failed; 2 bad usage.
@@ -76,9 +77,12 @@ for _command in [retry, cancel, *ACTIONS]:
 def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     """Backlog and counts per queue.
 
-    Per queue: workers, paused, counts by status, age of the oldest pending.
-    Pending work with an old OLDEST PENDING means nothing claims it: check
-    PAUSED, then `ewfd ctl workers`. Names on workflows that are not a queue
+    Per queue: workers, paused (or draining: closing once empty), counts by
+    status, age of the oldest pending, and FROM: where its settings come from
+    (config: the daemon's config file or `ewfd run --queue`, changed there;
+    ctl: `ewfd ctl create-queue`; api: `engine.create_queue`). Pending work
+    with an old OLDEST PENDING means nothing claims it: check PAUSED, then
+    `ewfd ctl workers`. Names on workflows that are not a queue
     (a queue closed with rows left, or a name no queue ever had, whose rows
     were rejected) are listed apart, below.
     The last line says how long finished workflows are kept ([retention] in
@@ -95,11 +99,13 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     other = [r for r in rows if r["kind"] != "queue"]
     counts = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
     if real:
-        out.table(["QUEUE", "WORKERS", "PAUSED", *counts, "OLDEST PENDING"],
+        out.table(["QUEUE", "WORKERS", "PAUSED", *counts, "OLDEST PENDING", "FROM"],
                   [[r["queue"], ("invalid", "red") if r.get("invalid") else str(r["workers"]),
-                    ("paused", "yellow") if r["paused"] else "no", *_counts(r),
+                    _paused(r), *_counts(r),
                     "-" if r["oldest_pending_age_s"] is None
-                    else out.span(r["oldest_pending_age_s"])] for r in real])
+                    else out.span(r["oldest_pending_age_s"]), r["origin"] or "-"]
+                   for r in real])
+        _queue_notes(real)
     if other:
         out.echo(("\n" if real else "") + "not queues: names left on workflows")
         out.table(["NAME", "KIND", *counts],
@@ -114,6 +120,26 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
                      "daemon skips it (a configured queue takes the config's settings)")
 
     out.echo(retention_line(policy), err=True)
+
+def _paused(r: dict[str, Any]) -> out.Cell:
+    if r["draining"]:
+        return ("draining", "yellow")
+    return ("paused", "yellow") if r["paused"] else "no"
+
+
+def _queue_notes(rows: list[dict[str, Any]]) -> None:
+    """Where the settings of configured queues are written, and what draining means."""
+    places: dict[str, list[str]] = {}
+    for r in rows:
+        if r["origin"] == "config":
+            places.setdefault(r["defined_in"] or "the daemon's config", []).append(r["queue"])
+    notes = [f"config: {where} ({', '.join(names)}): change them there, then SIGHUP"
+             for where, names in places.items()]
+    if any(r["draining"] for r in rows):
+        notes.append("draining: takes no new workflows; closed once none is pending or running")
+    if notes:
+        out.note("\n".join(notes))
+
 
 def _counts(r: dict[str, Any]) -> list[out.Cell]:
     return [f"{r['pending']:,}", f"{r['running']:,}", f"{r['completed']:,}",

@@ -30,12 +30,6 @@ from .common import (
 FINISHED = ["completed", "failed", "cancelled"]
 
 
-def _configured(found: control.Target, queue: str) -> None:
-    if found.config is not None and queue in found.config.queues:
-        out.note(f"note: queue {queue} is configured in {found.config.path or 'the config'}: "
-                 "the config wins when the daemon starts or reloads")
-
-
 @click.command()
 @click.argument("name")
 @click.option("--queue", "-q", default="default", show_default=True, help="Queue to run it on.")
@@ -200,38 +194,66 @@ def create_queue(name: str, config_path: str | None, db_path: str | None, as_jso
     """Add a queue, or change its settings.
 
     The daemon starts the queue's workers within a second. On an existing
-    queue, changes only the settings given (its paused flag is kept).
+    queue, changes only the settings given (its paused flag is kept); on a
+    draining one, also stops the drain. A queue the daemon's config defines is
+    changed in the config (then SIGHUP), not here: refused.
     """
     found = target(config_path, db_path)
     given = {k: v for k, v in settings.items() if v is not None}
     with opened(found, write=True) as store:
-        result = control.create_queue(store, name, given)
+        result = control.create_queue(store, name, given, config=found.config)
     if result["created"]:
         sentence = f"created queue {name} ({out.count(result['workers'], 'worker')})"
     else:
         sentence = f"updated queue {name}" if result["changed"] else f"queue {name} unchanged"
+    if result["reopened"]:
+        sentence += ": it was draining, it is open again"
     out.report(as_json, result, sentence)
-    _configured(found, name)
 
 
 @click.command("close-queue")
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Close it even with pending or running workflows "
-              "(pending ones then fail with 'unknown queue').")
+@click.option("--drain", is_flag=True, help="Take no new workflows; let the daemon run what the "
+              "queue holds (pending and running), then close it.")
+@click.option("--cancel-pending", is_flag=True, help="Cancel its pending workflows first; "
+              "the running ones finish, then it closes (implies --drain).")
+@click.option("--force", is_flag=True, help="Close it now even with pending or running "
+              "workflows (pending ones then fail with 'unknown queue').")
 @target_options
-def close_queue(name: str, force: bool, config_path: str | None, db_path: str | None,
-                as_json: bool) -> None:
-    """Remove a queue (refused while it has work).
+def close_queue(name: str, drain: bool, cancel_pending: bool, force: bool,
+                config_path: str | None, db_path: str | None, as_json: bool) -> None:
+    """Remove a queue, now or once it has drained.
 
-    Its workers stop after their current workflow. Refused while the queue
-    holds pending or running workflows: pause it, let it drain (`ewfd ctl
-    queues`), then close it.
+    An empty queue goes at once; its workers stop. One holding pending or
+    running workflows is refused unless --drain: from then on it takes no new
+    workflows (rows added later fail: "queue is closing"), the daemon runs what
+    it holds (a paused queue is resumed for that), and closes it once nothing
+    is pending or running (`ewfd ctl queues` shows it draining meanwhile).
+    A queue the daemon's config defines is removed from the config (then SIGHUP).
     """
+    if force and (drain or cancel_pending):
+        raise UsageFailure("--force closes now; --drain and --cancel-pending close later: "
+                           "choose one")
     found = target(config_path, db_path)
     with opened(found, write=True) as store:
-        result = control.close_queue(store, name, force=force)
-    out.report(as_json, result, f"closed queue {name}")
-    _configured(found, name)
+        result = control.close_queue(store, name, force=force, drain=drain,
+                                     cancel_pending=cancel_pending, config=found.config)
+    out.report(as_json, result, _closing_sentence(result))
+
+
+def _closing_sentence(result: dict[str, Any]) -> str:
+    name = result["queue"]
+    parts = [f"cancelled {out.count(result['cancelled'], 'pending workflow')}"] \
+        if result["cancelled"] else []
+    if result["closed"]:
+        return "; ".join([*parts, f"closed queue {name}"])
+    left = [out.count(result[k], f"{k} workflow") for k in ("running", "pending") if result[k]]
+    parts.append(f"draining queue {name}: it takes no new workflows; {' and '.join(left)} "
+                 "finish first, then the daemon closes it (`ewfd ctl queues` shows it "
+                 "draining)")
+    if result["resumed"]:
+        parts.append("it was paused: resumed, so that they can run")
+    return "; ".join(parts)
 
 
 ACTIONS = [enqueue, pause, resume, prune, create_queue, close_queue]

@@ -42,6 +42,12 @@ class Resumable:
     lease_expires: float | None
 
 
+def closing_error(queue: str) -> str:
+    """The error of a workflow added to a queue that is draining (every store says it so)."""
+    return (f"queue {queue!r} is closing (ewfd ctl close-queue --drain): it takes no new "
+            "workflows")
+
+
 @runtime_checkable
 class Store(Protocol):
     # -- lifecycle -----------------------------------------------------------
@@ -216,6 +222,22 @@ class Store(Protocol):
         """Returns True when the flag changed; raises QueueNotFound."""
         ...
 
+    def set_draining(self, name: str, draining: bool) -> bool:
+        """Start (or end) draining: from now on the queue takes only the workflows it holds
+        already (pending, running, waiting to retry), none added later. Returns True when
+        the flag changed; raises QueueNotFound."""
+        ...
+
+    def reject_new_on_draining(self) -> list[tuple[str, str]]:
+        """Fail pending rows added to a draining queue after it began to drain; returns
+        (uuid, error) pairs."""
+        ...
+
+    def close_drained(self, name: str) -> bool:
+        """Delete a draining queue that holds no pending or running workflow, in one
+        transaction; True when it was deleted."""
+        ...
+
     def queue_stats(self) -> list[dict[str, Any]]:
         """Per queue (stored or seen on a workflow): counts by status, oldest pending age;
         workflows with no queue count under ``queue: None``, listed last."""
@@ -228,9 +250,9 @@ class Store(Protocol):
     # -- wake-up and housekeeping ----------------------------------------------
     def due_in(self, queue: str) -> float | None:
         """Seconds until the earliest pending workflow of the queue is due (<= 0: now), or
-        None when there is none. Due times are on the store's host clock (``ewfd.clock``),
-        which no wall-clock step moves. None for a paused queue, whatever it holds (as the
-        claim: a worker sleeps until then)."""
+        None when there is none a worker could claim (a paused queue has none; a draining
+        one, none added after the drain began). Due times are on the store's host clock
+        (``ewfd.clock``), which no wall-clock step moves."""
         ...
 
     def wait_for_change(self, timeout: float) -> None:

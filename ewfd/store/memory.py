@@ -43,7 +43,7 @@ from ..model import (
     parse_iso,
     utcnow,
 )
-from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
+from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable, closing_error
 
 _PENDING, _RUNNING = WorkflowStatus.PENDING, WorkflowStatus.RUNNING
 
@@ -108,6 +108,7 @@ class MemoryStore:
         self._local = threading.local()     # .seen: the write counter this thread has seen
         self._version = 0
         self._next_id = 1                   # never reused, so a stale lease cannot match
+        self._drain_after: dict[str, int] = {}   # draining queue -> the last id it takes
         self._jobs: dict[int, _Row] = {}    # by id, hence in insertion order
         self._by_uuid: dict[str, int] = {}
         self._history: dict[int, list[Attempt]] = {}
@@ -345,9 +346,14 @@ class MemoryStore:
             if spec is not None and spec[0].paused:
                 return None
             for row in self._jobs.values():
-                if row.status == _PENDING and row.queue == queue and self._due(row, now):
+                if row.status == _PENDING and row.queue == queue and self._due(row, now) \
+                        and not self._is_new_on_draining(row):
                     return self._take(row, owner, lease)
             return None
+
+    def _is_new_on_draining(self, row: _Row) -> bool:
+        last = self._drain_after.get(row.queue) if row.queue is not None else None
+        return last is not None and row.id > last
 
     def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
         with critical.section(), self._lock:
@@ -534,8 +540,8 @@ class MemoryStore:
     def save_queue(self, spec: QueueSpec) -> None:
         with critical.section(), self._lock:
             old = self._queues.get(spec.name)
-            if old is not None:
-                spec = dataclasses.replace(spec, paused=old[0].paused)
+            spec = dataclasses.replace(spec, paused=old[0].paused if old else spec.paused,
+                                       draining=spec.name in self._drain_after)
             self._queues[spec.name] = (spec, _now_iso())
             self._changed()
 
@@ -543,7 +549,45 @@ class MemoryStore:
         with critical.section(), self._lock:
             if self._queues.pop(name, None) is None:
                 raise QueueNotFound(f"no queue {name!r}")
+            self._drain_after.pop(name, None)
             self._changed()
+
+    def set_draining(self, name: str, draining: bool) -> bool:
+        with self._lock:
+            if name not in self._queues:
+                raise QueueNotFound(f"no queue {name!r}")
+            spec = self._queues[name][0]
+            if spec.draining == draining:
+                return False
+            if draining:
+                self._drain_after[name] = self._next_id - 1
+            else:
+                del self._drain_after[name]
+            self._queues[name] = (dataclasses.replace(spec, draining=draining), _now_iso())
+            self._changed()
+            return True
+
+    def reject_new_on_draining(self) -> list[tuple[str, str]]:
+        out = []
+        with self._lock:
+            for r in self._jobs.values():
+                if r.status == _PENDING and self._is_new_on_draining(r):
+                    error = closing_error(str(r.queue))
+                    r.status, r.error, r.updated_at = WorkflowStatus.FAILED, error, _now_iso()
+                    r.token += 1
+                    out.append((r.uuid, error))
+            if out:
+                self._changed()
+        return out
+
+    def close_drained(self, name: str) -> bool:
+        with self._lock:
+            if name not in self._drain_after or any(
+                    r.queue == name and r.status in (_PENDING, _RUNNING)
+                    for r in self._jobs.values()):
+                return False
+            self.delete_queue(name)
+            return True
 
     def load_queue(self, name: str) -> QueueSpec:
         with self._lock:
@@ -602,10 +646,11 @@ class MemoryStore:
         now = self.clock.now()
         with self._lock:
             spec = self._queues.get(queue)
-            if spec is not None and spec[0].paused:   # as the claim: nothing is due
+            if spec is not None and spec[0].paused:   # nothing it could claim is due
                 return None
             due = [now if self._due(r, now) else r.not_before for r in self._jobs.values()
-                   if r.status == _PENDING and r.queue == queue]
+                   if r.status == _PENDING and r.queue == queue
+                   and not self._is_new_on_draining(r)]
         return float(min(due)) - now if due else None
 
     @property

@@ -120,7 +120,9 @@ def queue_spec(row: Row) -> QueueSpec:
     name = text(row["name"], "name")
     values = {column: check(row[column], column) for column, check in _QUEUE_COLUMNS.items()}
     try:
-        return QueueSpec(name=name, **values)
+        return QueueSpec(name=name, **values, draining=row["drain_after"] is not None,
+                         origin=lenient_text(row["origin"]) or "api",
+                         defined_in=lenient_text(row["defined_in"]))
     except (TypeError, ValueError) as exc:
         raise InvalidRow(str(exc)) from None
 

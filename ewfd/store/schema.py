@@ -106,6 +106,14 @@ MIGRATIONS: list[str] = [
     f"""
     CREATE INDEX jobs_finished ON jobs (status, updated_at) WHERE {FINISHED};
     """,
+    # 5: where a queue's settings come from (config, ctl, api; and the file or flag that
+    # defines a config queue), and close-queue --drain: the last jobs.id the queue still
+    # takes (NULL: not draining). Rows above it are new work, refused.
+    """
+    ALTER TABLE queues ADD COLUMN origin TEXT;
+    ALTER TABLE queues ADD COLUMN defined_in TEXT;
+    ALTER TABLE queues ADD COLUMN drain_after INTEGER;
+    """,
 ]
 
 VERSION = len(MIGRATIONS)

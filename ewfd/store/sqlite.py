@@ -49,7 +49,7 @@ from ..model import (
 )
 from . import rows as _rows
 from . import schema, sqlite_file
-from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
+from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable, closing_error
 from .wake import ChangeWaiter, Seen
 
 T = TypeVar("T")
@@ -696,7 +696,8 @@ class SQLiteStore:
                   "t": now}
         sql = (f"UPDATE jobs SET {self._CLAIM_SET} WHERE id = (SELECT id FROM jobs "
                f"WHERE status='pending' AND queue=:queue AND {self._DUE} ORDER BY id LIMIT 1) "
-               "AND NOT EXISTS (SELECT 1 FROM queues WHERE name=:queue AND paused) "
+               "AND NOT EXISTS (SELECT 1 FROM queues WHERE name=:queue AND "
+               "(paused OR jobs.id > drain_after)) "
                f"RETURNING {_WF_COLUMNS}")
 
         def tx(conn: sqlite3.Connection) -> Claimed | None:
@@ -977,7 +978,8 @@ class SQLiteStore:
 
     # -- queues ------------------------------------------------------------------------------
     _QUEUE_FIELDS = ("workers", "poll_interval", "auto_delete", "delete_after", "pop_timeout",
-                     "lease", "max_crashes", "max_tasks_per_worker", "max_memory")
+                     "lease", "max_crashes", "max_tasks_per_worker", "max_memory", "origin",
+                     "defined_in")
 
     def save_queue(self, spec: QueueSpec) -> None:
         cols = ", ".join(self._QUEUE_FIELDS)
@@ -1035,6 +1037,45 @@ class SQLiteStore:
 
         return self._write(tx)
 
+    def set_draining(self, name: str, draining: bool) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT drain_after FROM queues WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise QueueNotFound(f"no queue {name!r}")
+            if (row[0] is not None) == draining:
+                return False
+            conn.execute("UPDATE queues SET drain_after=CASE WHEN ? THEN (SELECT "
+                         "coalesce(max(id), 0) FROM jobs) END, updated_at=? WHERE name=?",
+                         (draining, _now_iso(), name))
+            return True
+
+        return self._write(tx)
+
+    _NEW_ON_DRAINING = ("status='pending' AND id > (SELECT drain_after FROM queues "
+                        "WHERE name=jobs.queue)")
+
+    def reject_new_on_draining(self) -> list[tuple[str, str]]:
+        if not self._read(f"SELECT 1 FROM jobs WHERE {self._NEW_ON_DRAINING} LIMIT 1"):
+            return []
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            out = []
+            for r in conn.execute(f"SELECT id, uuid, queue FROM jobs WHERE "
+                                  f"{self._NEW_ON_DRAINING}").fetchall():
+                error = closing_error(r["queue"])
+                conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
+                             "updated_at=? WHERE id=?", (error, _now_iso(), r["id"]))
+                out.append((r["uuid"], error))
+            return out
+
+        return self._write(tx)
+
+    def close_drained(self, name: str) -> bool:
+        return bool(self._write(lambda conn: conn.execute(
+            "DELETE FROM queues WHERE name=? AND drain_after IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM jobs WHERE queue=? AND status IN ('pending','running'))",
+            (name, name)).rowcount))
+
     def queue_stats(self) -> list[dict[str, Any]]:
         """Per queue; a queues row that cannot be used shows with ``invalid`` (why), and
         workflows with no queue under ``queue: None``, last."""
@@ -1082,7 +1123,8 @@ class SQLiteStore:
         rows = self._read(f"SELECT min(CASE WHEN {self._DUE} THEN :t ELSE not_before END) "
                           "FROM jobs WHERE status='pending' AND queue=:queue "
                           "AND typeof(not_before) IN ('integer','real') AND NOT EXISTS "
-                          "(SELECT 1 FROM queues WHERE name=:queue AND paused)",
+                          "(SELECT 1 FROM queues WHERE name=:queue AND "
+                          "(paused OR jobs.id > drain_after))",
                           {"t": now, "queue": queue})
         return None if rows[0][0] is None else float(rows[0][0]) - now
 

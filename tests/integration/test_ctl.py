@@ -324,8 +324,8 @@ def test_create_queue_bad_usage(fx: Fixture, args: list[str]) -> None:
 def test_close_queue_with_work_needs_force(fx: Fixture) -> None:
     result = ctl("close-queue", "other", "--db", str(fx.db))
     assert result.exit_code == 1 and "1 pending" in result.stderr and "--force" in result.stderr
-    assert ok_json("close-queue", "other", "--force", "--db", str(fx.db)) == {
-        "changed": 1, "queue": "other"}
+    closed = ok_json("close-queue", "other", "--force", "--db", str(fx.db))
+    assert (closed["changed"], closed["queue"], closed["closed"]) == (1, "other", True)
 
 
 # -- workers ------------------------------------------------------------------------------------
