@@ -1119,6 +1119,9 @@ class SQLiteStore:
     def due_in(self, queue: str) -> float | None:
         # The claim's own conditions: a paused queue, or a not_before that is not a number
         # (written by hand), has nothing due, or its workers would wake for it in a loop.
+        # An idle worker writes nothing until a row is due: this read is where it notices
+        # that its database file left the path (one stat).
+        self.check_file()
         now = self.clock.now()
         rows = self._read(f"SELECT min(CASE WHEN {self._DUE} THEN :t ELSE not_before END) "
                           "FROM jobs WHERE status='pending' AND queue=:queue "
