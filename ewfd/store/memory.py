@@ -274,11 +274,11 @@ class MemoryStore:
                     if u in self._by_uuid and self._history[self._by_uuid[u]]}
 
     def retry_workflows(self, uuids: Sequence[str]) -> list[str]:
-        with self._lock:
+        with critical.section(), self._lock:
             return [u for u in uuids if u in self._by_uuid and self.retry_workflow(u)]
 
     def cancel_workflows(self, uuids: Sequence[str]) -> dict[str, WorkflowStatus]:
-        with self._lock:
+        with critical.section(), self._lock:
             after = {u: self.cancel_workflow(u) for u in uuids if u in self._by_uuid}
             return {u: s for u, s in after.items() if s is not None}
 
@@ -421,7 +421,7 @@ class MemoryStore:
 
     def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
                       message: str | None) -> None:
-        with self._lock:
+        with critical.section(), self._lock:
             row = self._jobs.get(lease.job_id)
             if (row is None or row.token != lease.token or row.status != _RUNNING
                     or row.current_step != step_index):
@@ -498,19 +498,24 @@ class MemoryStore:
                 self._changed()
         return out
 
-    def reject_unknown_queues(self) -> list[tuple[str, str]]:
+    def _fail_pending(self, why: Callable[[_Row], str | None]) -> list[tuple[str, str]]:
+        """Fail every pending row ``why`` gives a reason for, in one write; (uuid, error)."""
         out = []
         with critical.section(), self._lock:
             for r in self._jobs.values():
-                if r.status == _PENDING and r.queue is not None and r.queue not in self._queues:
-                    error = (f"unknown queue {r.queue!r}: no configured or created queue has "
-                             "that name")
+                error = why(r) if r.status == _PENDING else None
+                if error is not None:
                     r.status, r.error, r.updated_at = WorkflowStatus.FAILED, error, _now_iso()
                     r.token += 1
                     out.append((r.uuid, error))
             if out:
                 self._changed()
         return out
+
+    def reject_unknown_queues(self) -> list[tuple[str, str]]:
+        return self._fail_pending(
+            lambda r: f"unknown queue {r.queue!r}: no configured or created queue has that name"
+            if r.queue is not None and r.queue not in self._queues else None)
 
     def lease_owners(self) -> list[str]:
         with self._lock:
@@ -553,7 +558,7 @@ class MemoryStore:
             self._changed()
 
     def set_draining(self, name: str, draining: bool) -> bool:
-        with self._lock:
+        with critical.section(), self._lock:
             if name not in self._queues:
                 raise QueueNotFound(f"no queue {name!r}")
             spec = self._queues[name][0]
@@ -568,20 +573,11 @@ class MemoryStore:
             return True
 
     def reject_new_on_draining(self) -> list[tuple[str, str]]:
-        out = []
-        with self._lock:
-            for r in self._jobs.values():
-                if r.status == _PENDING and self._is_new_on_draining(r):
-                    error = closing_error(str(r.queue))
-                    r.status, r.error, r.updated_at = WorkflowStatus.FAILED, error, _now_iso()
-                    r.token += 1
-                    out.append((r.uuid, error))
-            if out:
-                self._changed()
-        return out
+        return self._fail_pending(
+            lambda r: closing_error(str(r.queue)) if self._is_new_on_draining(r) else None)
 
     def close_drained(self, name: str) -> bool:
-        with self._lock:
+        with critical.section(), self._lock:
             if name not in self._drain_after or any(
                     r.queue == name and r.status in (_PENDING, _RUNNING)
                     for r in self._jobs.values()):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_store_contract
 
 from ewfd import Engine, Step, WorkflowTemplate
 from ewfd.model import QueueSpec, WorkflowStatus
@@ -32,7 +31,6 @@ POLL = 30.0           # the queue's poll interval: only a wake-up explains a pro
 MAX_CLAIMS = 5        # in WINDOW: the idle fallback is POLL, a few extra wakes are fine
 
 
-store = test_store_contract.store   # the fixture: each test on MemoryStore and SQLiteStore
 
 
 class CountingStore:

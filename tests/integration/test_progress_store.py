@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,8 @@ from ewfd import Engine, SQLiteStore, Step, StepContext, WorkflowStatus, Workflo
 from ewfd.errors import LeaseLost
 from ewfd.model import Attempt, Claimed, Workflow, utcnow
 from ewfd.store.base import Store
-from ewfd.store.memory import MemoryStore
 
 WAIT = 10.0
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "ewfd.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def claimed(store: Store, steps: tuple[str, ...] = ("a", "b")) -> Claimed:

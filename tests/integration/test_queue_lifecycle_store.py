@@ -6,27 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ewfd.errors import QueueNotFound
 from ewfd.model import QueueSpec, Step, Workflow, WorkflowStatus
 from ewfd.store.base import Store
-from ewfd.store.memory import MemoryStore
-from ewfd.store.sqlite import SQLiteStore
 
 OWNER = "host-a:1234:99"
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "ewfd.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def add(store: Store, queue: str = "q") -> str:

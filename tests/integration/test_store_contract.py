@@ -12,9 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,21 +20,11 @@ import pytest
 from ewfd.errors import LeaseLost, QueueNotFound, StoreError, TemplateNotFound, WorkflowNotFound
 from ewfd.model import Attempt, Claimed, QueueSpec, Step, Workflow, WorkflowStatus, utcnow
 from ewfd.store.base import Interrupted, Store
-from ewfd.store.memory import MemoryStore
 from ewfd.store.sqlite import SQLiteStore
 
 S = WorkflowStatus
 OWNER = "host-a:1234:99"        # host:pid:start time, as workers name themselves
 OTHER = "host-b:5678:42"
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "ewfd.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def new_wf(queue: str | None = "q", name: str = "greet", steps: tuple[str, ...] = ("a", "b"),

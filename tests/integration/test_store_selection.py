@@ -8,14 +8,11 @@ import time
 import uuid as uuid_mod
 
 import pytest
-import test_store_contract as contract
 from test_store_contract import S, add, att, claim
 
 from ewfd.errors import WorkflowNotFound
 from ewfd.model import WorkflowQuery
 from ewfd.store.base import Store
-
-store = contract.store      # the fixture: every backend
 
 
 def fail(store: Store, queue: str = "q", error: str = "step a: boom") -> str:

@@ -14,7 +14,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,11 @@ import pytest
 from ewfd import Engine, Step, WorkflowStatus, WorkflowTemplate
 from ewfd.model import Workflow
 from ewfd.store.base import Store
-from ewfd.store.memory import MemoryStore
 from ewfd.store.sqlite import SQLiteStore
 from ewfd.worker import Worker
 
 LONG = 30.0      # a wait that ends this late was not woken
 PROMPT = 3.0     # a woken wait ends well within this, even on a loaded machine
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "ewfd.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def add(store: Store) -> None:
