@@ -21,6 +21,8 @@ STATE_NAMES = {IDLE: "idle", RUNNING: "running", STOPPING: "stopping", STARTING:
 # are time.monotonic(): CLOCK_MONOTONIC is one clock for every process on Linux, and a
 # wall-clock adjustment must not kill a step for its timeout
 _FORMAT = struct.Struct("<iiddd36s64s")
+_DEADLINE = struct.Struct("<d")
+_DEADLINE_AT = struct.calcsize("<iid")   # the deadline's offset in a slot
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,10 @@ class Slot:
         self._buf = buffer
         self._off = offset
         self.tasks = 0
+        self._deadline = 0.0
 
     def _write(self, state: int, deadline: float, uuid: str | None, step: str | None) -> None:
+        self._deadline = deadline
         now = time.monotonic()
         _FORMAT.pack_into(self._buf, self._off, state, self.tasks, now, deadline, now,
                           (uuid or "").encode()[:36], (step or "").encode()[:64])
@@ -76,6 +80,16 @@ class Slot:
 
     def running(self, uuid: str, step: str | None, deadline: float = 0.0) -> None:
         self._write(RUNNING, deadline, uuid, step)
+
+    def hold_deadline(self, held: bool) -> None:
+        """While the worker's main thread is inside a store write the supervisor does not kill
+        it for its step's timeout: the timeout is held back until the write ends (a step's
+        own ``engine.run`` waiting on a lock cannot react to it). After the write, the grace
+        counts from the write's end at the earliest."""
+        if not self._deadline:
+            return
+        value = 0.0 if held else max(self._deadline, time.monotonic())
+        _DEADLINE.pack_into(self._buf, self._off + _DEADLINE_AT, value)
 
     def stopping(self) -> None:
         self._write(STOPPING, 0.0, None, None)
