@@ -22,6 +22,7 @@ from .errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .handle import WorkflowHandle
 from .model import QueueSpec, RetryPolicy, Step, Workflow, WorkflowStatus, WorkflowTemplate
 from .store import MemoryStore, SQLiteStore, Store
 
@@ -47,6 +48,7 @@ __all__ = [
     "TemplateNotFound",
     "Workflow",
     "WorkflowFailed",
+    "WorkflowHandle",
     "WorkflowNotFound",
     "WorkflowStatus",
     "WorkflowTemplate",

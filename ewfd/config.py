@@ -25,6 +25,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
+from .model import MAX_WORKERS as MAX_WORKERS
+
 __all__ = [
     "CONFIG_ENV_VAR",
     "CONFIG_SEARCH",
@@ -33,6 +35,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "QueueConfig",
+    "RetentionConfig",
     "default_config",
     "find_config",
     "load_config",
@@ -56,7 +59,6 @@ SYNCHRONOUS_MODES: Final = ("normal", "full")
 #: ("30d" meant as "30s"), and it keeps timestamps far from float/SQLite limits.
 MAX_DURATION: Final = 366 * 86400.0
 
-MAX_WORKERS: Final = 64
 QUEUE_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _DURATION_UNITS: Final = {
@@ -217,6 +219,30 @@ class QueueConfig:
     max_crashes: int = 5
 
 
+FINISHED: Final = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long finished workflows are kept (the ``[retention]`` table), in seconds since
+    their last update; None keeps them forever. ``interval`` is how often the daemon
+    looks for what to delete."""
+
+    completed: float | None = None
+    failed: float | None = None
+    cancelled: float | None = None
+    interval: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return any(self.keep(status) is not None for status in FINISHED)
+
+    def keep(self, status: str) -> float | None:
+        """Seconds a ``status`` workflow is kept (None: forever)."""
+        value: float | None = getattr(self, status)
+        return value
+
+
 @dataclass(frozen=True)
 class Config:
     """The validated daemon configuration; paths are absolute after :func:`load_config`.
@@ -238,6 +264,7 @@ class Config:
     queues: dict[str, QueueConfig] = field(
         default_factory=lambda: {"default": QueueConfig("default")}
     )
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 _EWFD_KEYS: Final = (
@@ -258,7 +285,8 @@ _QUEUE_KEYS: Final = (
     "max_memory",
     "max_crashes",
 )
-_TOP_KEYS: Final = ("ewfd", "queues")
+_RETENTION_KEYS: Final = (*FINISHED, "interval")
+_TOP_KEYS: Final = ("ewfd", "queues", "retention")
 
 
 def _dotted(*parts: str) -> str:
@@ -288,6 +316,13 @@ class _Loader:
             hint = f' ("{key}" belongs in the [ewfd] table)'
         elif where == "top" and key in _EWFD_KEYS:
             hint = f' (put "{key}" under an [ewfd] table)'
+        elif where == "ewfd" and key == "retention":
+            hint = " (a table of its own: [retention])"
+        elif where == "top" and key in _RETENTION_KEYS:
+            hint = f' (put "{key}" under a [retention] table)'
+        elif where == "retention" and key in ("pending", "running"):
+            hint = (" (only finished workflows are pruned: "
+                    + ", ".join(json.dumps(s) for s in FINISHED) + ")")
         else:
             hint = _suggest(key, valid)
             other = {"ewfd": ("[queues.NAME]", _QUEUE_KEYS), "queue": ("[ewfd]", _EWFD_KEYS)}
@@ -429,8 +464,31 @@ class _Loader:
                 ewfd.get("timeout_grace", defaults.timeout_grace), k("timeout_grace")
             ),
             queues=self.queues(doc.get("queues", {})),
+            retention=self.retention(doc.get("retention", {})),
         )
         return config
+
+    def retention(self, table: dict[str, Any]) -> RetentionConfig:
+        for key in table:
+            if key not in _RETENTION_KEYS:
+                raise self.unknown(key, _dotted("retention", key), _RETENTION_KEYS, "retention")
+        kept: dict[str, float | None] = {}
+        for status in FINISHED:
+            if status not in table:
+                kept[status] = None
+                continue
+            key = _dotted("retention", status)
+            try:
+                kept[status] = self.duration(table[status], key, low=1.0, low_text="1s")
+            except ConfigError as exc:
+                if "expected a duration >=" not in exc.problem:
+                    raise
+                raise self.error(key, f"{exc.problem} (remove the key to keep {status} "
+                                      "workflows forever)") from None
+        interval = self.duration(table.get("interval", RetentionConfig.interval),
+                                 _dotted("retention", "interval"), low=1.0, high=86400.0,
+                                 low_text="1s", high_text="1d")
+        return RetentionConfig(**kept, interval=interval)
 
     def queues(self, tables: dict[str, Any]) -> dict[str, QueueConfig]:
         if not tables:

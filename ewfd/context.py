@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from .model import Workflow
+from .progress import ProgressReporter
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,18 @@ class StepContext:
     step_index: int = 0
     queue: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    reporter: ProgressReporter = field(default_factory=ProgressReporter, repr=False,
+                                       compare=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far this step is: ``fraction`` from 0 to 1, an optional short message.
+
+        Call it as often as you like: it costs a memory write. ``ewfd ctl workers`` and
+        ``ewfd ctl show`` show it, and the log gets a ``step.progress`` line, at most once
+        a second (the latest value always makes it out). A fraction that is not a number
+        from 0 to 1 raises TypeError or ValueError.
+        """
+        self.reporter.report(fraction, message)
 
     @cached_property
     def log(self) -> Any:
@@ -39,6 +52,6 @@ class StepContext:
 
     @classmethod
     def for_step(cls, wf: Workflow, index: int, attempt: int, deadline: float | None,
-                 log: Any) -> StepContext:
+                 log: Any, reporter: ProgressReporter | None = None) -> StepContext:
         return cls(wf.steps[index].name, wf.uuid, attempt, deadline, log, wf.name, index,
-                   wf.queue, dict(wf.metadata))
+                   wf.queue, dict(wf.metadata), reporter or ProgressReporter())

@@ -21,13 +21,22 @@ import psutil
 
 from . import codec, identity, runtime
 from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
-from .errors import QueueNotFound, StateError, StoreError, TemplateNotFound, WorkflowNotFound
+from .errors import (
+    InvalidRow,
+    QueueNotFound,
+    StateError,
+    StoreError,
+    TemplateNotFound,
+    WorkflowNotFound,
+)
+from .handle import WorkflowHandle
 from .model import Attempt, QueueSpec, Step, Workflow, WorkflowQuery, WorkflowStatus, iso
 from .store.base import Store
 from .store.sqlite import SQLiteStore
 
 EXIT_FAILED = 1      # the thing asked for does not exist, or the action does not apply
 EXIT_USAGE = 2       # bad input
+EXIT_TIMEOUT = 124   # enqueue --wait gave up waiting (the code of timeout(1))
 
 DEFAULT_MAX_STATE_SIZE = 1024 * 1024
 BATCH = 500          # workflows changed per transaction by a bulk action (and prune)
@@ -163,23 +172,44 @@ def show(store: Store, ref: str) -> dict[str, Any]:
         history = store.history(uuid)
     except WorkflowNotFound:
         raise CtlError(f"no workflow {uuid}") from None
-    out = workflow_dict(wf, store.load_templates(),
+    templates = store.load_templates()
+    out = workflow_dict(wf, templates,
                         started=bool(history) or wf.status == WorkflowStatus.RUNNING)
     out["state"] = wf.state
+    out["progress"] = progress_dict(wf, templates)
     out["history"] = [attempt_dict(a) for a in history]
     return out
 
 
-def queues(store: Store) -> list[dict[str, Any]]:
+def progress_dict(wf: Workflow, templates: Mapping[str, list[dict[str, Any]]]
+                  ) -> dict[str, Any] | None:
+    """What the running step last reported with ``ctx.progress`` (None when nothing runs or
+    it reported nothing)."""
+    p = wf.progress
+    if p is None:
+        return None
+    names = _step_names(wf, templates)
+    step = names[p.step_index] if 0 <= p.step_index < len(names) else None
+    return {"fraction": p.fraction, "message": p.message, "step": step,
+            "updated_at": iso(p.updated_at)}
+
+
+def queues(store: Store, policy: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Per queue its counts, with ``kind``: ``queue`` (stored: it has settings and workers),
-    ``closed`` (a name left on rows after its queue was removed) or ``unknown`` (a name no
-    queue ever had: every row on it was rejected)."""
+    ``closed`` (a name left on rows after its queue was removed), ``unknown`` (a name no
+    queue ever had: every row on it was rejected) or ``none`` (workflows without a queue,
+    run in-process by ``engine.run``; ``queue`` is None). Each entry carries the retention
+    ``policy`` too (:func:`retention`)."""
     stored = {q.name for q in store.load_queues()}
     rows = store.queue_stats()
     for row in rows:
-        row["kind"] = "queue" if row["queue"] in stored else _leftover_kind(store, row)
+        if row["queue"] is None:
+            row["kind"] = "none"
+        else:
+            row["kind"] = "queue" if row["queue"] in stored else _leftover_kind(store, row)
         if row["kind"] != "queue":
             row["workers"] = row["paused"] = None
+        row["retention"] = policy
     return rows
 
 
@@ -188,6 +218,23 @@ def _leftover_kind(store: Store, row: dict[str, Any]) -> str:
     rejected = store.count_workflows(WorkflowQuery(
         queues=(row["queue"],), statuses=(WorkflowStatus.FAILED,), error=UNKNOWN_QUEUE))
     return "unknown" if total and rejected == total else "closed"
+
+
+def retention(target: Target) -> dict[str, Any] | None:
+    """The retention policy in force: seconds each finished status is kept (None: forever).
+    A running daemon's own (``source: "daemon"``, with its last pass and counts), else the
+    config's (``"config"``); None when neither is known (``--db`` with no daemon)."""
+    data = runtime.read(runtime.path_for(target.database)) or {}
+    sup = data.get("supervisor")
+    if (isinstance(sup, dict) and isinstance(sup.get("retention"), dict)
+            and not identity.is_dead(str(sup.get("identity") or ""))):
+        return {**sup["retention"], "source": "daemon"}
+    if target.config is None:
+        return None
+    policy = target.config.retention
+    return {"completed": policy.completed, "failed": policy.failed,
+            "cancelled": policy.cancelled, "interval": policy.interval, "last_pass_at": None,
+            "pruned": None, "source": "config"}
 
 
 def templates(store: Store) -> list[dict[str, Any]]:
@@ -232,6 +279,21 @@ def enqueue(store: Store, name: str, *, queue: str = "default",
 
 RETRYABLE = (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)     # what retry applies to
 CANCELLABLE = (WorkflowStatus.PENDING, WorkflowStatus.RUNNING)    # and cancel
+
+
+def wait(store: Store, uuid: str, timeout: float | None) -> dict[str, Any]:
+    """Block until the workflow is completed, failed or cancelled (woken by the store's
+    change feed, as workers are); its fields and state, as ``show`` without history."""
+    try:
+        wf = WorkflowHandle(store, uuid, typed=False).wait(timeout)
+    except TimeoutError as exc:
+        raise CtlError(f"{exc}: it carries on (ewfd ctl show {uuid})", EXIT_TIMEOUT) from None
+    except WorkflowNotFound:
+        raise CtlError(f"workflow {uuid} is gone (pruned?)") from None
+    started = wf.status != WorkflowStatus.CANCELLED or bool(store.history(uuid))
+    out = workflow_dict(wf, store.load_templates(), started=started)
+    out["state"] = wf.state
+    return out
 
 
 def _batches(uuids: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -320,7 +382,7 @@ def create_queue(store: Store, name: str, settings: Mapping[str, Any]) -> dict[s
                        EXIT_USAGE)
     try:
         spec: QueueSpec | None = store.load_queue(name)
-    except QueueNotFound:
+    except (QueueNotFound, InvalidRow):   # a row nobody can use is replaced, as if new
         spec = None
     try:
         new = replace(spec, **settings) if spec else QueueSpec(name, **settings)
@@ -378,12 +440,15 @@ def workers(target: Target, *, sample: float = 0.2) -> WorkersReport:
         note = f"supervisor runs on host {owner.partition(':')[0]}: no process details here"
     rows = [{"pid": sup_pid, "role": "supervisor", "queue": None,
              "state": "running" if running else "dead", "workflow_uuid": None, "step": None,
-             "tasks": None, "started_at": _epoch_iso(sup.get("started_at"))}]
+             "tasks": None, "started_at": _epoch_iso(sup.get("started_at")), "progress": None,
+             "progress_message": None}]
     for w in data.get("workers") or []:
         if isinstance(w, dict):
             rows.append({"pid": _as_int(w.get("pid")), "role": "worker", "queue": w.get("queue"),
                          "state": w.get("state"), "workflow_uuid": w.get("workflow_uuid"),
-                         "step": w.get("step"), "tasks": w.get("tasks"), "started_at": None})
+                         "step": w.get("step"), "tasks": w.get("tasks"), "started_at": None,
+                         "progress": w.get("progress"),
+                         "progress_message": w.get("progress_message")})
     local = running and note is None
     _measure(rows, sup_pid if local else None, sample)
     if running and not local:

@@ -19,10 +19,12 @@ from typing import Any, TypeVar
 from . import codec, identity, liblog, runner
 from .errors import (
     ActivityNotFound,
+    QueueNotFound,
     TemplateNotFound,
     WorkflowFailed,
     WorkflowNotFound,
 )
+from .handle import WorkflowHandle
 from .model import QueueSpec, State, Workflow, WorkflowStatus, WorkflowTemplate
 from .store.base import Store
 from .store.memory import MemoryStore
@@ -135,6 +137,31 @@ class Engine:
         if background:
             return self._submit(wf.uuid)
         return self._run_now(wf.uuid)
+
+    def enqueue(self, name: str, *, queue: str = "default", state: State | None = None,
+                display_name: str = "", metadata: Mapping[str, str] | None = None,
+                uuid: str | None = None) -> WorkflowHandle:
+        """Store a workflow as pending on ``queue`` for workers (the daemon's, or an
+        in-process :class:`~ewfd.worker.Worker`) and return a handle to wait for its outcome.
+
+        The short form of ``run(new_workflow(..., queue=queue))``. The queue must exist
+        (QueueNotFound otherwise: a row on an unknown queue would only fail later). A
+        ``uuid`` already stored is not enqueued twice: its handle is returned.
+        """
+        try:
+            self._store.load_queue(queue)
+        except QueueNotFound:
+            raise QueueNotFound(
+                f"no queue {queue!r}: create it (engine.create_queue, ewfd ctl create-queue) "
+                "or name it in the daemon's config and start ewfd run once") from None
+        wf = self.new_workflow(name, queue=queue, display_name=display_name,
+                               metadata=metadata, state=state, uuid=uuid)
+        self.run(wf)
+        return WorkflowHandle(self._store, wf.uuid)
+
+    def handle(self, uuid: str) -> WorkflowHandle:
+        """A handle on a stored workflow (enqueued here, elsewhere, or by SQL) to wait for."""
+        return WorkflowHandle(self._store, uuid)
 
     def _done_future(self, wf: Workflow) -> Future[Workflow]:
         future: Future[Workflow] = Future()

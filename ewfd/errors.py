@@ -60,6 +60,16 @@ class StoreError(EwfdError):
     """The store could not complete an operation (disk full, I/O error, locked too long)."""
 
 
+class DatabaseLost(StoreError):
+    """The file at the database's path is not the file the store opened: it was deleted, or
+    replaced by another file. Writes are refused (they would land in a file nobody reads)
+    and the daemon stops rather than carry on or create a new, empty database."""
+
+
+class InvalidRow(StoreError):
+    """A row written by hand holds a value ewfd cannot use; the message names the column."""
+
+
 class SchemaTooNew(StoreError):
     """The database was written by a newer ewfd; refusing to touch it."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from .backoff import Backoff
 from .codec import check_text
 
 State = dict[str, Any]
+MAX_WORKERS = 64        # worker processes of one queue
 
 
 class WorkflowStatus(StrEnum):
@@ -140,6 +142,16 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+@dataclass(frozen=True)
+class StepProgress:
+    """What a running step last reported with ``ctx.progress`` (as stored: rate-limited)."""
+
+    fraction: float
+    message: str | None
+    step_index: int
+    updated_at: datetime
+
+
 @dataclass
 class Workflow:
     """A run of a template. ``current_step`` is the index of the next step to run."""
@@ -156,6 +168,7 @@ class Workflow:
     metadata: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     updated_at: datetime | None = None
+    progress: StepProgress | None = None    # a running step's last report, if any
 
     def check_text(self) -> None:
         """Refuse names and labels that cannot be stored as text (state and metadata are
@@ -240,14 +253,29 @@ class QueueSpec:
     paused: bool = False
 
     def __post_init__(self) -> None:
-        if not self.name:
+        if not isinstance(self.name, str) or not self.name:
             raise ValueError("a queue needs a name")
         check_text(self.name, "queue name")
-        if self.workers < 1:
-            raise ValueError(f"queue {self.name}: workers must be >= 1")
-        if self.poll_interval <= 0:
-            raise ValueError(f"queue {self.name}: poll_interval must be > 0")
+        # Types too: a workers of 2.5 or "2" would pass the comparisons below and break the
+        # supervisor later, far from whoever set it.
+        for key in ("workers", "max_crashes", "max_tasks_per_worker", "max_memory"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"queue {self.name}: {key} must be an integer, got {value!r}")
+        for key in ("poll_interval", "delete_after", "pop_timeout", "lease"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or \
+                    not math.isfinite(value):
+                raise ValueError(f"queue {self.name}: {key} must be a number of seconds, "
+                                 f"got {value!r}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"queue {self.name}: workers must be >= 1 and <= {MAX_WORKERS}")
+        if not 0 < self.poll_interval <= 3600:
+            raise ValueError(f"queue {self.name}: poll_interval must be > 0 and <= 1 hour")
         if self.lease < 1:
             raise ValueError(f"queue {self.name}: lease must be >= 1 second")
         if self.max_crashes < 1:
             raise ValueError(f"queue {self.name}: max_crashes must be >= 1")
+        for key in ("max_tasks_per_worker", "max_memory", "delete_after", "pop_timeout"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"queue {self.name}: {key} must be >= 0")

@@ -16,8 +16,16 @@ from typing import Any, Protocol, TypeVar
 
 from . import backoff, codec, interruptions, timeouts
 from .context import StepContext
-from .errors import FailWorkflowNow, LeaseLost, StateError, StepTimeout, StoreError
+from .errors import (
+    DatabaseLost,
+    FailWorkflowNow,
+    LeaseLost,
+    StateError,
+    StepTimeout,
+    StoreError,
+)
 from .model import Attempt, Claimed, Lease, Step, Workflow, WorkflowStatus, WorkflowTemplate, utcnow
+from .progress import ProgressReporter, Publish
 from .store.base import Store
 
 T = TypeVar("T")
@@ -114,7 +122,8 @@ class Run:
 
     def __init__(self, registry: Registry, store: Store, claimed: Claimed, log: Any, *,
                  stop: threading.Event | None = None, requeue_after: float | None = None,
-                 on_step: Callable[[Workflow, int, float | None], None] | None = None) -> None:
+                 on_step: Callable[[Workflow, int, float | None], None] | None = None,
+                 on_progress: Publish | None = None) -> None:
         self.registry = registry
         self.store = store
         self.claimed = claimed
@@ -123,6 +132,7 @@ class Run:
         self.stop = stop or threading.Event()
         self.requeue_after = requeue_after
         self.on_step = on_step
+        self.on_progress = on_progress
         self.log = log.bind(workflow_uuid=self.wf.uuid, workflow=self.wf.name, queue=self.wf.queue)
         self.pid = os.getpid()
 
@@ -137,6 +147,8 @@ class Run:
         while True:
             try:
                 return write(*args, **kwargs)
+            except DatabaseLost:   # no retry brings the file back
+                raise
             except StoreError as exc:
                 self.log.error("store.error", error=str(exc), retry_in=round(delay, 3))
                 if backoff.wait(delay, self.stop):
@@ -185,8 +197,13 @@ class Run:
             self.wf.state = codec.decode_state(self.claimed.state_json)
         except StateError as exc:
             return str(exc)
-        if not 0 <= self.wf.current_step <= len(self.wf.steps):
-            return f"current_step {self.wf.current_step} is outside the workflow's steps"
+        if not self.wf.steps:
+            return "invalid row: steps: the workflow has no steps"
+        # A row claimed is never finished: current_step must name a step still to run (a
+        # workflow that ran its last step was saved completed, and is never claimed again).
+        if not 0 <= self.wf.current_step < len(self.wf.steps):
+            return (f"invalid row: current_step {self.wf.current_step}: expected the index of "
+                    f"a step still to run, 0 to {len(self.wf.steps) - 1}")
         return tmpl
 
     def execute(self) -> Outcome:
@@ -258,7 +275,8 @@ class Run:
                 self.on_step(self.wf, index, deadline)
             state = codec.decode_state(saved)   # every attempt starts from the saved state
             self.wf.state = state
-            ctx = StepContext.for_step(self.wf, index, attempt_no, deadline, log)
+            reporter = self._reporter(log.bind(attempt=attempt_no), index)
+            ctx = StepContext.for_step(self.wf, index, attempt_no, deadline, log, reporter)
             log.info("step.started", attempt=attempt_no)
             began, t0 = utcnow(), time.monotonic()
             error: BaseException | None = None
@@ -271,6 +289,8 @@ class Run:
                 if not interruptions.is_step_failure(exc):
                     raise
                 error = exc
+            finally:
+                reporter.close()    # no report may land after the outcome below
             if self.on_step is not None and deadline is not None:
                 self.on_step(self.wf, index, None)   # the save may wait on a busy disk: no kill
             duration = round((time.monotonic() - t0) * 1000, 3)
@@ -304,6 +324,23 @@ class Run:
                 return self._cancelled()
             if self.stop.is_set():
                 return self._hand_back()
+
+    def _reporter(self, log: Any, index: int) -> ProgressReporter:
+        """``ctx.progress`` of one attempt: the slot on every call (``on_progress``), the
+        workflow row and a ``step.progress`` line at the rate limit."""
+        lease = self.lease
+
+        def publish(fraction: float, message: str | None) -> None:
+            try:
+                self.store.save_progress(lease, step_index=index, fraction=fraction,
+                                         message=message)
+            except LeaseLost:
+                return      # the step's outcome write will find that out and say so
+            except StoreError as exc:
+                log.warning("step.progress_failed", error=str(exc))
+            log.info("step.progress", fraction=round(fraction, 4), message=message)
+
+        return ProgressReporter(publish=publish, on_change=self.on_progress)
 
     def _fail(self, step: Step, row: Attempt, error: BaseException) -> Outcome:
         message = f"step {step.name}: {error_text(error)}"

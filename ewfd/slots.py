@@ -19,8 +19,12 @@ STATE_NAMES = {IDLE: "idle", RUNNING: "running", STOPPING: "stopping", STARTING:
 
 # state, tasks done, heartbeat, step deadline (0 = none), changed at, uuid, step name; times
 # are time.monotonic(): CLOCK_MONOTONIC is one clock for every process on Linux, and a
-# wall-clock adjustment must not kill a step for its timeout
-_FORMAT = struct.Struct("<iiddd36s64s")
+# wall-clock adjustment must not kill a step for its timeout. Then the step's progress
+# (ctx.progress): fraction (-1 = none reported) and message, written apart by the step.
+_HEAD = struct.Struct("<iiddd36s64s")
+_PROGRESS = struct.Struct("<d96s")
+_FORMAT = struct.Struct("<iiddd36s64sd96s")
+NO_PROGRESS = -1.0
 _DEADLINE = struct.Struct("<d")
 _DEADLINE_AT = struct.calcsize("<iid")   # the deadline's offset in a slot
 
@@ -34,6 +38,8 @@ class SlotView:
     started: float
     workflow_uuid: str | None
     step: str | None
+    progress: float | None = None
+    progress_message: str | None = None
 
     @property
     def state_name(self) -> str:
@@ -49,15 +55,19 @@ class Scoreboard:
         return Slot(self._map, index * _FORMAT.size)
 
     def read(self, index: int) -> SlotView:
-        state, tasks, beat, deadline, started, uuid, step = _FORMAT.unpack_from(
-            self._map, index * _FORMAT.size)
+        state, tasks, beat, deadline, started, uuid, step, fraction, message = (
+            _FORMAT.unpack_from(self._map, index * _FORMAT.size))
         text_uuid = uuid.rstrip(b"\0").decode("ascii", "replace") or None
         text_step = step.rstrip(b"\0").decode("utf-8", "replace") or None
-        return SlotView(state, tasks, beat, deadline, started, text_uuid, text_step)
+        if not 0.0 <= fraction <= 1.0:    # none reported (or a torn read: next tick)
+            return SlotView(state, tasks, beat, deadline, started, text_uuid, text_step)
+        text = message.rstrip(b"\0").decode("utf-8", "ignore") or None   # a cut character
+        return SlotView(state, tasks, beat, deadline, started, text_uuid, text_step,
+                        fraction, text)
 
     def reset(self, index: int) -> None:
         _FORMAT.pack_into(self._map, index * _FORMAT.size, STARTING, 0, time.monotonic(), 0.0,
-                          time.monotonic(), b"", b"")
+                          time.monotonic(), b"", b"", NO_PROGRESS, b"")
 
 
 class Slot:
@@ -73,7 +83,8 @@ class Slot:
         self._deadline = deadline
         now = time.monotonic()
         _FORMAT.pack_into(self._buf, self._off, state, self.tasks, now, deadline, now,
-                          (uuid or "").encode()[:36], (step or "").encode()[:64])
+                          (uuid or "").encode()[:36], (step or "").encode()[:64],
+                          NO_PROGRESS, b"")
 
     def idle(self) -> None:
         self._write(IDLE, 0.0, None, None)
@@ -93,6 +104,11 @@ class Slot:
 
     def stopping(self) -> None:
         self._write(STOPPING, 0.0, None, None)
+
+    def progress(self, fraction: float, message: str | None) -> None:
+        """The running step's report (every ``ctx.progress`` call: a memory write)."""
+        _PROGRESS.pack_into(self._buf, self._off + _HEAD.size, fraction,
+                            (message or "").encode("utf-8", "backslashreplace")[:96])
 
     def task_done(self) -> None:
         self.tasks += 1

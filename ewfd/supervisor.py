@@ -24,18 +24,21 @@ import structlog
 from . import codec, critical, identity, proctree, runner, runtime, systemd
 from .config import Config, QueueConfig
 from .engine import Engine
-from .errors import StoreError
+from .errors import DatabaseLost, StoreError
 from .model import QueueSpec, WorkflowStatus
+from .retention import Retention
 from .slots import RUNNING, STARTING, Scoreboard
+from .store import sqlite_file
 from .store.sqlite import SQLiteStore
 from .store.wake import ChangeWaiter
-from .worker import EXIT_BOOT, EXIT_RECYCLE, child_main
+from .worker import EXIT_BOOT, EXIT_DATABASE, EXIT_RECYCLE, child_main
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD,
            signal.SIGQUIT, signal.SIGTSTP)
 TICK = 0.1          # while a step runs (timeouts to enforce); the loop also wakes at once
 IDLE_TICK = 1.0     # on a signal, a worker's output, a child's death or a database write
 DB_WAKE_GAP = 0.1   # under load, database writes wake the loop at most this often
+SETTLE_WAIT = 0.05  # after a database write event, wait this long at most for its commit
 LOOP_BUSY_GIVE_UP = 0.5
 MAX_SLOTS = 512
 FAST_DEATH = 5.0          # a worker dying sooner than this after start counts as flapping
@@ -96,24 +99,57 @@ class Supervisor:
         self.booted = False      # a worker has started once: later boot failures are transient
         self.exit_code = 0
         self.store: SQLiteStore | None = None
+        self.db_file: sqlite_file.FileId | None = None   # the file opened at start-up
+        self.journal: tuple[sqlite_file.FileId | None, sqlite_file.FileId | None] = (None, None)
+        self.database_lost = False
         self.started = time.time()
         self.runtime_path = runtime.path_for(str(config.database))
+        self.retention = Retention()
         self._last: dict[str, float] = {}
+        self._invalid_logged: dict[str, str] = {}   # queues rows reported as unusable
         self._published = ""
+        self._published_progress: list[tuple[float | None, str | None]] = []
 
     # -- database ---------------------------------------------------------------------------
     def open_store(self) -> SQLiteStore:
+        """The database is created at start-up only; later opens (ours, the workers') take
+        the file opened then, and nothing else."""
+        if self.database_lost:
+            raise DatabaseLost(f"database file {self.config.database} is lost: not reopened")
         # Once running, the main loop must not sit in a locked database: a write gives up
         # quickly (logged as store.error) and is tried again on a later tick.
         give_up = LOOP_BUSY_GIVE_UP if self.running else 10.0
-        return SQLiteStore(self.config.database, synchronous=self.config.synchronous,
-                           busy_timeout=min(give_up, 5.0), busy_give_up=give_up)
+        store = SQLiteStore(self.config.database, synchronous=self.config.synchronous,
+                            busy_timeout=min(give_up, 5.0), busy_give_up=give_up,
+                            create=self.db_file is None, expect=self.db_file)
+        if self.db_file is None:
+            self.db_file = store.file_id
+        self.journal = sqlite_file.journal_ids(str(self.config.database))   # ours, while open
+        return store
 
     @property
     def db(self) -> SQLiteStore:
         if self.store is None:
             self.store = self.open_store()
         return self.store
+
+    def check_database(self) -> None:
+        """Stop (non-zero exit: systemd restarts us) when the database file was deleted or
+        replaced: carrying on would write to a file nobody reads, or make a new one."""
+        if self.db_file is None or self.database_lost:
+            return
+        why = sqlite_file.lost(str(self.config.database), self.db_file)
+        if why is None:
+            return
+        self.log.error("database.lost", database=str(self.config.database), error=why)
+        self.database_lost = True
+        self.exit_code = EXIT_DATABASE
+        self.close_store()
+        moved = sqlite_file.set_aside(str(self.config.database), self.journal)
+        if moved:   # else the next start would apply the old file's WAL to the new file
+            self.log.warning("database.journal_set_aside", moved=moved)
+        if not self.stopping:
+            self.handle_stop(signal.SIGTERM)
 
     def close_store(self) -> None:
         """Close our connection before fork: SQLite must never see a connection cross a fork."""
@@ -137,6 +173,7 @@ class Supervisor:
         signal.set_wakeup_fd(self.pipe_w, warn_on_full_buffer=False)
         self.changes = ChangeWaiter(str(self.config.database))
         self._db_woke = 0.0
+        self._db_event = False   # a write event whose commit we have not yet made sure to see
         for sig in HANDLED:   # marked as ewfd's own, so store writes need not swap it out
             signal.signal(sig, critical.defers(self._on_signal))
         proctree.become_subreaper()   # what a dead worker leaves comes to us, not to init
@@ -149,12 +186,29 @@ class Supervisor:
     def store_config_queues(self) -> None:
         """The config's queues are stored (ctl sees them) with the config's settings; a
         paused flag set with ``ewfd ctl pause`` survives."""
+        specs, invalid = self.db.queue_rows()
+        self.invalid_queues({n: p for n, p in invalid.items() if n in self.config.queues})
+        paused = {q.name: q.paused for q in specs}
         for qc in self.config.queues.values():
-            try:
-                paused = self.db.load_queue(qc.name).paused
-            except LookupError:
-                paused = False
-            self.db.save_queue(queue_spec(qc, paused))
+            self.db.save_queue(queue_spec(qc, paused.get(qc.name, False)))
+
+    def invalid_queues(self, invalid: dict[str, str]) -> None:
+        """A queues row a person filled with values ewfd cannot use never stops us: a
+        configured queue's row is rewritten with the config's settings, any other is
+        skipped (its pool, if any, keeps its last good settings). Logged once per problem."""
+        logged = {}
+        for name, problem in invalid.items():
+            configured = self.config.queues.get(name)
+            if self._invalid_logged.get(name) != problem:
+                action = ("the config's settings are stored instead" if configured else
+                          "ignored: its workers keep their last good settings"
+                          if name in self.pools else "ignored: no workers until it is fixed")
+                self.log.error("queue.invalid", queue=name, error=problem, action=action)
+            if configured is not None:
+                self.db.save_queue(queue_spec(configured))
+            else:
+                logged[name] = problem
+        self._invalid_logged = logged
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.signals.append(signum)
@@ -181,6 +235,7 @@ class Supervisor:
         while True:
             self.handle_signals()
             self.reap()
+            self.check_database()
             if self.stopping:
                 if not self.workers:
                     break
@@ -195,10 +250,7 @@ class Supervisor:
                 systemd.watchdog()
             self.spawn_missing()
             busy = any(self.board.read(w.slot).state == RUNNING for w in self.workers.values())
-            if not busy and time.monotonic() - self._db_woke < 0.05:
-                self.wait(0.005)   # a -wal write comes just before its commit is visible
-            else:
-                self.wait(TICK if busy else IDLE_TICK)
+            self.wait(TICK if busy or self._db_event else IDLE_TICK)
         self.kill_remaining()
         self.close_store()
         self.changes.close()
@@ -229,6 +281,7 @@ class Supervisor:
             elif fd == db_fd:
                 if self.changes.drain():
                     self._db_woke = time.monotonic()
+                    self._db_event = True
             else:
                 self.read_output(outputs[fd])
 
@@ -398,6 +451,10 @@ class Supervisor:
         pool = self.pools.get(proc.queue)
         if self.stopping or pool is None or proc.retiring in ("reload", "removed", "shutdown"):
             return
+        if code == EXIT_DATABASE:
+            self.check_database()   # the worker found the file replaced or deleted
+            if self.database_lost:
+                return
         if code == EXIT_BOOT and not self.booted:
             self.log.error("supervisor.boot_error", queue=proc.queue,
                            error="no worker could start; stopping instead of crash-looping")
@@ -421,6 +478,8 @@ class Supervisor:
 
     def release(self, proc: WorkerProc, reason: str) -> None:
         """Give a dead worker's workflows back at once instead of waiting for the lease."""
+        if self.database_lost:   # the new file never had them; the old one is gone
+            return
         store = self.db
         if proc.killed_for_timeout is not None:
             for claimed in store.held_by(proc.owner):
@@ -508,21 +567,42 @@ class Supervisor:
                 self._interrupted(self.db.interrupt(expired=True, reason="lease expired"))
                 for uuid, error in self.db.reject_unknown_queues():
                     self.log.error("job.rejected", workflow_uuid=uuid, error=error)
-            if self.db.changed() or self.every("queues", 1.0):   # a queue created or closed
-                self.sync_queues()
+            if self.settled_write() or self.db.changed() or self.every("queues", 1.0):
+                self.sync_queues()   # a queue created, changed or closed
             if self.every("auto_delete", 1.0):
                 self.auto_delete()
             if self.every("memory", 5.0):
                 self.check_memory()
             if self.every("checkpoint", 60.0):
                 self.db.maintenance()
+            if self.retention.due(self.config.retention):
+                self.retention.run_once(self.db, self.config.retention, self.log)
             self.publish()
         except StoreError as exc:
             self.log.error("store.error", error=str(exc))
+        except Exception as exc:   # a value in a row nobody foresaw: logged, never our end
+            self.log.exception("supervisor.duty_failed", error=repr(exc))
+
+    def settled_write(self) -> bool:
+        """True once a write we were told of (inotify) is sure to be visible. The event comes
+        with the ``-wal`` write, before the commit is published: wait for the writer to end
+        its transaction (briefly; if it takes longer, the next tick waits again)."""
+        if not self._db_event:
+            return False
+        self._db_event = not self.db.settle(SETTLE_WAIT)
+        return not self._db_event
 
     def sync_queues(self) -> None:
         """Make the pools match the stored queues (config queues take the config's settings)."""
-        stored = {q.name: q for q in self.db.load_queues()}
+        specs, invalid = self.db.queue_rows()
+        self.invalid_queues(invalid)
+        stored = {q.name: q for q in specs}
+        for name in invalid:   # config queues: rewritten just now; others keep their pool
+            configured = self.config.queues.get(name)
+            if configured is not None:
+                stored[name] = queue_spec(configured)
+            elif name in self.pools:
+                stored[name] = self.pools[name].spec
         for name, spec in stored.items():
             qc = self.config.queues.get(name)
             if qc is not None:
@@ -546,6 +626,8 @@ class Supervisor:
                 self.retire(proc, "removed")
 
     def keep_leases(self) -> None:
+        if self.database_lost:
+            return
         if self.every("leases", min([p.spec.lease for p in self.pools.values()] or [30]) / 3):
             self.renew_leases()
 
@@ -607,22 +689,28 @@ class Supervisor:
 
     def publish(self) -> None:
         """Write the runtime file ``ewfd ctl workers`` reads (when it changed, or every 5 s)."""
-        rows = []
+        rows, progress = [], []
         for proc in sorted(self.workers.values(), key=lambda w: w.pid):
             view = self.board.read(proc.slot)
             rows.append({"pid": proc.pid, "queue": proc.queue,
                          "state": "stopping" if proc.retiring else view.state_name,
                          "workflow_uuid": view.workflow_uuid, "step": view.step,
                          "tasks": view.tasks})
+            progress.append((view.progress, view.progress_message))
         text = repr(rows)
-        if text == self._published and not self.every("publish", 5.0):
+        # A step's progress alone changes the file at most once a second.
+        if text == self._published and not self.every("publish", 5.0) and (
+                progress == self._published_progress or not self.every("progress", 1.0)):
             return
-        self._published = text
+        self._published, self._published_progress = text, progress
+        for row, (fraction, message) in zip(rows, progress, strict=True):
+            row.update(progress=fraction, progress_message=message)
         with contextlib.suppress(OSError):
             runtime.write(self.runtime_path, {
                 "supervisor": {"pid": os.getpid(), "identity": identity.current(),
                                "started_at": self.started, "database": str(self.config.database),
-                               "config": str(self.config.path) if self.config.path else None},
+                               "config": str(self.config.path) if self.config.path else None,
+                               "retention": self.retention.describe(self.config.retention)},
                 "updated_at": time.time(), "workers": rows})
 
     # -- spawning -------------------------------------------------------------------------------
@@ -649,14 +737,15 @@ class Supervisor:
         parent = os.getpid()
         close = [self.pipe_r, self.pipe_w, out_r, self.changes.fileno(),
                  *(w.output_fd for w in self.workers.values())]
-        database, synchronous = self.config.database, self.config.synchronous
+        database, synchronous, expect = self.config.database, self.config.synchronous, self.db_file
         self.engine.max_state_size = self.config.max_state_size
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         pid = os.fork()
         if pid == 0:   # the child: never returns
             for sig in HANDLED:
                 signal.signal(sig, signal.SIG_DFL)
-            child_main(self.engine, lambda: SQLiteStore(database, synchronous=synchronous),
+            child_main(self.engine, lambda: SQLiteStore(database, synchronous=synchronous,
+                                                        create=False, expect=expect),
                        pool.spec, self.board.slot(slot), parent_pid=parent, output_fd=out_w,
                        close_fds=close, reopen_log=self.reopen_log)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

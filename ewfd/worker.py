@@ -26,7 +26,7 @@ import structlog
 
 from . import codec, critical, identity, liblog, proctree, runner
 from .engine import Engine
-from .errors import LeaseLost, StoreError
+from .errors import DatabaseLost, LeaseLost, StoreError
 from .model import QueueSpec, Workflow
 from .slots import Slot
 from .store.base import Store
@@ -34,6 +34,7 @@ from .store.base import Store
 EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_BOOT = 3          # could not start at all: the supervisor stops instead of looping
+EXIT_DATABASE = 4      # the database file was deleted or replaced: the daemon stops
 EXIT_RECYCLE = 10      # reached max_tasks_per_worker
 IDLE_FALLBACK = 1.0    # with inotify, a wait is also a poll at least this often
 
@@ -61,6 +62,8 @@ class Worker:
         self.owner = identity.current()
         self.tasks = 0
         self.waiting = False
+        self._missed = False      # the last claim found nothing (not: lost its lease)
+        self._listens = False     # the store wakes us on writes (set by run)
         self.log = liblog.get_logger().bind(queue=queue.name)
 
     def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
@@ -82,6 +85,7 @@ class Worker:
     def run_once(self) -> runner.Outcome | None:
         """Claim and run one due workflow; None when there was nothing to claim."""
         claimed = self.store.claim(self.queue.name, self.owner, self.queue.lease)
+        self._missed = claimed is None
         if claimed is None:
             return None
         if self.slot is not None:
@@ -94,7 +98,8 @@ class Worker:
             with held:
                 return runner.execute(self.engine, self.store, claimed, self.log,
                                       stop=self.stop, requeue_after=self.queue.poll_interval,
-                                      on_step=self._on_step)
+                                      on_step=self._on_step,
+                                      on_progress=self.slot.progress if self.slot else None)
         except LeaseLost:
             return None
         finally:
@@ -115,34 +120,51 @@ class Worker:
 
     def run(self) -> str:
         """The loop: returns ``"stopped"`` or ``"recycled"`` (after ``max_tasks``)."""
+        # Arm the change watch before the first claim: a write after that claim is then
+        # always noticed (the claim, under the write lock, saw every one before it).
+        self._listens = bool(getattr(self.store, "wakes_on_change", False))
         delay = 0.05
+        claim = True   # a claim is worth its write transaction: at start, busy, or work due
         while not self.stop.is_set():
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 self.log.error("worker.orphaned")
                 return "stopped"
             try:
-                outcome = self.run_once()
+                outcome = self.run_once() if claim else None
+                if outcome is not None:
+                    if self.max_tasks and self.tasks >= self.max_tasks:
+                        return "recycled"
+                    continue
+                wait = self._wait_time(refused=claim and self._missed)
                 delay = 0.05
+            except DatabaseLost as exc:   # retrying cannot help: stop, and say why
+                self.log.error("database.lost", error=str(exc))
+                raise
             except StoreError as exc:
                 self.log.error("store.error", error=str(exc), retry_in=round(delay, 3))
                 self._idle_wait(delay)
                 delay = min(delay * 2, 5.0)
+                claim = True
                 continue
-            if outcome is not None:
-                if self.max_tasks and self.tasks >= self.max_tasks:
-                    return "recycled"
-                continue
-            self._idle_wait(self._wait_time())
+            claim = wait <= 0
+            if not claim:
+                self._idle_wait(wait)
         return "stopped"
 
-    def _wait_time(self) -> float:
+    def _wait_time(self, *, refused: bool) -> float:
+        """Seconds until a claim may succeed: 0 when a row is due now. Every write by anyone
+        wakes an idle worker; this read, not a claim (which takes the write lock), tells it
+        whether there is anything for it."""
         fallback = self.queue.poll_interval
-        if getattr(self.store, "wakes_on_change", False):
+        if self._listens:
             fallback = max(fallback, IDLE_FALLBACK)
         due_in = self.store.due_in(self.queue.name)
-        if due_in is not None:
-            fallback = min(fallback, max(0.0, due_in))
-        return fallback
+        if due_in is None:
+            return fallback
+        wait = max(0.0, due_in)
+        if wait <= 0 and refused:   # the claim just found nothing although a row is due: a
+            return fallback         # row it refuses; claiming again at once would be a loop
+        return min(fallback, wait)
 
     def _idle_wait(self, seconds: float) -> None:
         # SIGTERM raises _Interrupt only while ``waiting``, and clears it as it does: one per
@@ -234,6 +256,9 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         try:
             store = make_store()
             engine.bind(store, save_templates=False)
+        except DatabaseLost as exc:
+            log.error("database.lost", error=str(exc))
+            _exit(EXIT_DATABASE)
         except Exception as exc:
             log.error("worker.boot_failed", error=str(exc))
             _exit(EXIT_BOOT)
@@ -244,8 +269,11 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         critical.watch(slot.hold_deadline)   # no timeout kill while a step's write waits
         slot.idle()
         log.info("worker.started")
-        reason = worker.run()
-        code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
+        try:
+            reason = worker.run()
+            code = EXIT_RECYCLE if reason == "recycled" else EXIT_OK
+        except DatabaseLost:
+            code = EXIT_DATABASE
         with contextlib.suppress(Exception):
             store.close()
     except BaseException as exc:   # a bug: say so, and let the supervisor restart us

@@ -43,8 +43,15 @@ class UsageFailure(Failure):
     exit_code = control.EXIT_USAGE
 
 
+class TimedOut(Failure):
+    """A wait that gave up (``enqueue --wait --timeout``): exit 124, as timeout(1)."""
+
+    exit_code = control.EXIT_TIMEOUT
+
+
 def failure(message: str, exit_code: int = control.EXIT_FAILED) -> Failure:
-    return UsageFailure(message) if exit_code == control.EXIT_USAGE else Failure(message)
+    kinds = {control.EXIT_USAGE: UsageFailure, control.EXIT_TIMEOUT: TimedOut}
+    return kinds.get(exit_code, Failure)(message)
 
 
 class CtlGroup(click.Group):

@@ -58,7 +58,7 @@ def ctl() -> None:
       cancel UUID... | --queue Q ...
                                   pending: never runs; running: stops before next step
       pause QUEUE / resume QUEUE  stop / restart claiming (running steps finish)
-      enqueue NAME --state JSON   start a workflow; prints its uuid
+      enqueue NAME --state JSON   start a workflow; prints its uuid (--wait: its outcome)
       prune --older-than 7d       delete old finished workflows and their history
       create-queue / close-queue  add / remove a queue at run time
     \b
@@ -81,9 +81,13 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     PAUSED, then `ewfd ctl workers`. Names on workflows that are not a queue
     (a queue closed with rows left, or a name no queue ever had, whose rows
     were rejected) are listed apart, below.
+    The last line says how long finished workflows are kept ([retention] in
+    the config; the daemon prunes them).
     """
-    with opened(target(config_path, db_path)) as store:
-        rows = control.queues(store)
+    found = target(config_path, db_path)
+    policy = control.retention(found)
+    with opened(found) as store:
+        rows = control.queues(store, policy)
     if out.done_without_table(rows, as_json, "no queues yet: ewfd run stores the configured "
                               "queues when it starts"):
         return
@@ -92,20 +96,49 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
     counts = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
     if real:
         out.table(["QUEUE", "WORKERS", "PAUSED", *counts, "OLDEST PENDING"],
-                  [[r["queue"], str(r["workers"]), ("paused", "yellow") if r["paused"] else "no",
-                    *_counts(r), "-" if r["oldest_pending_age_s"] is None
+                  [[r["queue"], ("invalid", "red") if r.get("invalid") else str(r["workers"]),
+                    ("paused", "yellow") if r["paused"] else "no", *_counts(r),
+                    "-" if r["oldest_pending_age_s"] is None
                     else out.span(r["oldest_pending_age_s"])] for r in real])
     if other:
         out.echo(("\n" if real else "") + "not queues: names left on workflows")
         out.table(["NAME", "KIND", *counts],
-                  [[r["queue"], (r["kind"], "yellow"), *_counts(r)] for r in other])
+                  [["(no queue)" if r["queue"] is None else r["queue"], (r["kind"], "yellow"),
+                   *_counts(r)] for r in other])
         out.note("closed: its queue was removed (`ewfd ctl create-queue NAME` runs what is "
-                 "pending)\nunknown: no queue ever had that name; its rows were rejected")
+                 "pending)\nunknown: no queue ever had that name; its rows were rejected\n"
+                 "none: workflows without a queue, run in-process by engine.run")
+    for r in real:
+        if r.get("invalid"):
+            out.note(f"queue {r['queue']}: its queues row cannot be used ({r['invalid']}); the "
+                     "daemon skips it (a configured queue takes the config's settings)")
 
+    out.echo(retention_line(policy), err=True)
 
 def _counts(r: dict[str, Any]) -> list[out.Cell]:
     return [f"{r['pending']:,}", f"{r['running']:,}", f"{r['completed']:,}",
             (f"{r['failed']:,}", "red" if r["failed"] else None), f"{r['cancelled']:,}"]
+
+
+def retention_line(policy: dict[str, Any] | None) -> str:
+    """``retention: completed 7d, failed 30d, cancelled forever (daemon: a pass every 1m,
+    last 12s ago, 1,204 pruned)``: what ``ctl queues`` prints under its table."""
+    if policy is None:
+        return "retention: unknown (no daemon running; pass --config to read its policy)"
+    kept = [(s, policy.get(s)) for s in ("completed", "failed", "cancelled")]
+    if all(k is None for _, k in kept):
+        return ("retention: none: finished workflows are kept until `ewfd ctl prune` "
+                "([retention] in the config)")
+    terms = ", ".join(f"{s} {'forever' if k is None else out.span(k)}" for s, k in kept)
+    how = f"a pass every {out.span(policy.get('interval') or 0)}"
+    if policy.get("source") == "daemon":
+        pruned = sum((policy.get("pruned") or {}).values())
+        last = policy.get("last_pass_at")
+        how = (f"daemon: {how}, last {out.ago(last) if last else 'not yet'}, "
+               f"{pruned:,} pruned since it started")
+    else:
+        how = f"config, the daemon is not running: {how}"
+    return f"retention: {terms} ({how})"
 
 
 def step_label(wf: dict[str, Any]) -> str:
@@ -167,7 +200,9 @@ def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool)
     out.fields([
         ("uuid", wf["uuid"]), ("name", wf["name"]), ("display name", wf["display_name"] or "-"),
         ("queue", wf["queue"] or "-"), ("status", out.status(wf["status"])),
-        ("step", step_label(wf)), ("steps", " -> ".join(wf["steps"]) or "-"),
+        ("step", step_label(wf)),
+        *([("progress", progress_label(wf["progress"]))] if wf["progress"] else []),
+        ("steps", " -> ".join(wf["steps"]) or "-"),
         ("error", (wf["error"], "red") if wf["error"] else "-"),
         ("created", f"{out.utc(wf['created_at'])} ({out.ago(wf['created_at'])})"),
         ("updated", f"{out.utc(wf['updated_at'])} ({out.ago(wf['updated_at'])})"),
@@ -188,6 +223,19 @@ def show(uuid: str, config_path: str | None, db_path: str | None, as_json: bool)
                 out.millis(h["duration_ms"]), out.status(h["outcome"]),
                 str(h["worker_pid"] or "-"), (out.short(h["error"], 200), "red")]
                for i, h in enumerate(wf["history"], 1)])
+
+
+def percent(fraction: float | None, message: str | None, width: int = 60) -> str:
+    """``42% copying files``: a step's progress, for people (``-`` when none)."""
+    if fraction is None:
+        return "-"
+    return out.short(f"{int(fraction * 100)}% {message or ''}".rstrip(), width)
+
+
+def progress_label(p: dict[str, Any]) -> str:
+    """``42% copying files (step export, 3s ago)``, from ``show --json``'s ``progress``."""
+    return (f"{percent(p['fraction'], p['message'])} (step {p['step'] or '?'}, "
+            f"{out.ago(p['updated_at'])})")
 
 
 def _g(value: Any) -> str:
@@ -234,8 +282,11 @@ def templates(config_path: str | None, db_path: str | None, as_json: bool) -> No
     if out.done_without_table(rows, as_json,
                               "no templates stored: start ewfd run once with your app"):
         return
-    table = []
+    table: list[list[Any]] = []
     for t in rows:
+        if not t["steps"]:
+            table.append([t["name"], "-", ("(its stored steps cannot be read)", "red"), "", "",
+                          ""])
         for i, step in enumerate(t["steps"], 1):
             attempts, backoff = describe_retry(step)
             table.append([t["name"] if i == 1 else "", str(i), str(step.get("name")), attempts,
@@ -249,7 +300,8 @@ def workers(config_path: str | None, db_path: str | None, as_json: bool) -> None
     """Supervisor and worker processes.
 
     Pid, queue, state (idle, running, stopping), the workflow and step each
-    runs, RSS and CPU. Read from the runtime file the supervisor keeps next to the database
+    runs and the progress that step reported (ctx.progress), RSS and CPU.
+    Read from the runtime file the supervisor keeps next to the database
     (<db>.workers.json), checked against the live processes: entries of a
     supervisor that is gone show as dead. CPU is sampled over 0.2 s.
     """
@@ -257,10 +309,12 @@ def workers(config_path: str | None, db_path: str | None, as_json: bool) -> None
     if as_json:
         out.print_json(report.rows)
     elif report.rows:
-        out.table(["PID", "ROLE", "QUEUE", "STATE", "WORKFLOW", "STEP", "TASKS", "RSS", "CPU"],
+        out.table(["PID", "ROLE", "QUEUE", "STATE", "WORKFLOW", "STEP", "PROGRESS", "TASKS",
+                   "RSS", "CPU"],
                   [[str(r["pid"]), r["role"], r["queue"] or "-",
                     out.status("dead" if r["alive"] is False else r["state"]),
                     r["workflow_uuid"] or "-", r["step"] or "-",
+                    percent(r["progress"], r["progress_message"], 30),
                     "-" if r["tasks"] is None else str(r["tasks"]), out.size(r["rss_bytes"]),
                     "-" if r["cpu_percent"] is None else f"{r['cpu_percent']:.1f}%"]
                    for r in report.rows])

@@ -4,6 +4,7 @@ transaction (prune: a few short ones) and says what it did."""
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -43,21 +44,58 @@ def _configured(found: control.Target, queue: str) -> None:
 @click.option("--display-name", default="", metavar="TEXT", help="A label for people.")
 @click.option("--meta", type=KEY_VALUE, multiple=True, metavar="K=V",
               help="Metadata; repeat for more keys.")
+@click.option("--wait", "wait", is_flag=True,
+              help="Wait until it is completed, failed or cancelled; print its status and "
+                   "state; exit 0 if completed, 1 if not.")
+@click.option("--timeout", type=DURATION, metavar="DURATION",
+              help=f"With --wait: give up after this long (exit {control.EXIT_TIMEOUT}); the "
+                   "workflow carries on. Default: no limit.")
 @target_options
 def enqueue(name: str, queue: str, state: dict[str, Any] | None, display_name: str,
-            meta: tuple[tuple[str, str], ...], config_path: str | None, db_path: str | None,
-            as_json: bool) -> None:
+            meta: tuple[tuple[str, str], ...], wait: bool, timeout: float | None,
+            config_path: str | None, db_path: str | None, as_json: bool) -> None:
     """Start a workflow; prints its uuid.
 
     Stores workflow NAME pending on a queue (default: default). NAME must be a
     template the daemon stored (`ewfd ctl templates`); the workflow runs the
-    steps stored with it. Follow it with `ewfd ctl show UUID`.
+    steps stored with it. Follow it with `ewfd ctl show UUID`, or pass --wait
+    to wait here for its outcome (woken by the commit that ends it, not a poll).
     """
+    if timeout is not None and not wait:
+        raise UsageFailure("--timeout applies to --wait: pass both")
     found = target(config_path, db_path)
     with opened(found, write=True) as store:
         uuid = control.enqueue(store, name, queue=queue, state=state, display_name=display_name,
                                metadata=dict(meta), max_state_size=found.max_state_size)
-    out.report(as_json, {"uuid": uuid}, uuid)
+        if not wait:
+            out.report(as_json, {"uuid": uuid}, uuid)
+            return
+        if not as_json:
+            out.echo(uuid)   # at once: the person waiting knows what to look for
+        if not control.workers(found, sample=0).running:
+            out.note("note: no ewfd run is serving this database: the workflow waits until "
+                     "one starts")
+        try:
+            result = control.wait(store, uuid, timeout)
+        except KeyboardInterrupt:
+            out.note(f"stopped waiting: workflow {uuid} carries on (ewfd ctl show {uuid})")
+            sys.exit(130)
+    _print_outcome(result, as_json)
+    if result["status"] != "completed":
+        sys.exit(control.EXIT_FAILED)
+
+
+def _print_outcome(wf: dict[str, Any], as_json: bool) -> None:
+    """``completed`` / ``failed: <error>`` / ``cancelled``, then the state as JSON."""
+    if as_json:
+        out.print_json(wf)
+        return
+    if wf["status"] == "failed":
+        out.echo(f"{out.styled(out.status('failed'))[1]}: {wf['error']}")
+    else:
+        out.echo(out.styled(out.status(wf["status"]))[1])
+    out.echo(json.dumps(wf["state"], indent=2, ensure_ascii=False))
+
 
 
 def _pause(queue: str, paused: bool, config_path: str | None, db_path: str | None,

@@ -151,6 +151,14 @@ class Store(Protocol):
         it now has."""
         ...
 
+    def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
+                      message: str | None) -> None:
+        """What the running step ``step_index`` reported with ``ctx.progress`` (read back as
+        ``Workflow.progress``; cleared at every step boundary and claim). Fenced, and also
+        refused (LeaseLost) once that step's outcome was saved. Not a change of the
+        workflow: ``updated_at`` stays."""
+        ...
+
     def held_by(self, owner: str) -> list[Claimed]:
         """Running workflows leased to ``owner`` (the supervisor uses it on a worker it killed)."""
         ...
@@ -174,7 +182,8 @@ class Store(Protocol):
         ...
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
-        """Fail pending rows whose queue is not a stored queue; returns (uuid, error) pairs."""
+        """Fail pending rows whose queue is not a stored queue (and, where people can write
+        rows by hand, any other pending row no worker would take); returns (uuid, error)."""
         ...
 
     def lease_owners(self) -> list[str]:
@@ -208,7 +217,8 @@ class Store(Protocol):
         ...
 
     def queue_stats(self) -> list[dict[str, Any]]:
-        """Per queue (stored or seen on a workflow): counts by status, oldest pending age."""
+        """Per queue (stored or seen on a workflow): counts by status, oldest pending age;
+        workflows with no queue count under ``queue: None``, listed last."""
         ...
 
     def queue_activity(self, name: str) -> tuple[int, float | None]:
@@ -219,12 +229,15 @@ class Store(Protocol):
     def due_in(self, queue: str) -> float | None:
         """Seconds until the earliest pending workflow of the queue is due (<= 0: now), or
         None when there is none. Due times are on the store's host clock (``ewfd.clock``),
-        which no wall-clock step moves."""
+        which no wall-clock step moves. None for a paused queue, whatever it holds (as the
+        claim: a worker sleeps until then)."""
         ...
 
     def wait_for_change(self, timeout: float) -> None:
-        """Block until the database may have changed (any writer, any process) or ``timeout``
-        passes. A backend that cannot tell just sleeps."""
+        """Block until the database may have changed (any writer, any process, any other
+        thread of this one) since this thread last waited, or ``timeout`` passes. A change
+        committed after the caller's last read must end the wait. A backend that cannot
+        tell just sleeps."""
         ...
 
     def maintenance(self) -> None:

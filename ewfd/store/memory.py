@@ -35,6 +35,7 @@ from ..model import (
     Lease,
     QueueSpec,
     Step,
+    StepProgress,
     Workflow,
     WorkflowQuery,
     WorkflowStatus,
@@ -77,6 +78,7 @@ class _Row:
     crashes: int = 0
     cancel_requested: bool = False
     step_started_at: str | None = None
+    progress: StepProgress | None = None
 
 
 def _steps(text: str | None) -> list[Step]:
@@ -140,7 +142,8 @@ class MemoryStore:
             state=state if isinstance(state, dict) else {}, current_step=row.current_step,
             created_at=parse_iso(row.created_at), steps=_steps(row.steps), queue=row.queue,
             display_name=row.display_name, error=row.error, metadata=json.loads(row.metadata),
-            updated_at=parse_iso(row.updated_at))
+            updated_at=parse_iso(row.updated_at),
+            progress=row.progress if row.status == _RUNNING else None)
 
     @staticmethod
     def _claimed(row: _Row, owner: str) -> Claimed:
@@ -157,7 +160,7 @@ class MemoryStore:
         now = _now_iso()
         steps = json.dumps([s.to_dict() for s in wf.steps]) if wf.steps else None
         metadata = json.dumps(wf.metadata)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if wf.uuid in self._by_uuid:
                 raise StoreError(f"memory: UNIQUE constraint failed: workflow {wf.uuid} exists")
             row = _Row(self._next_id, wf.uuid, wf.queue, wf.name, state_json, wf.display_name,
@@ -187,7 +190,7 @@ class MemoryStore:
             return [self._workflow(r, typed) for r in rows]
 
     def delete_workflow(self, uuid: str) -> bool:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             job_id = self._by_uuid.pop(uuid, None)
             if job_id is None:
                 return False
@@ -200,7 +203,7 @@ class MemoryStore:
             return list(self._history[self._row(uuid).id])
 
     def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._row(uuid)
             if row.status == _PENDING:
                 row.status, row.error, row.lease_owner, row.lease_expires = (
@@ -215,7 +218,7 @@ class MemoryStore:
             return row.status
 
     def retry_workflow(self, uuid: str) -> bool:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._row(uuid)
             if row.status not in (WorkflowStatus.FAILED, WorkflowStatus.CANCELLED):
                 return False
@@ -298,7 +301,7 @@ class MemoryStore:
 
         def batches() -> Iterator[int]:
             while True:
-                with self._lock, critical.section():
+                with critical.section(), self._lock:
                     ids = [r.id for r in self._jobs.values() if match(r)]
                     ids = ids[:int(batch)] if int(batch) >= 0 else ids
                     for job_id in ids:
@@ -323,6 +326,7 @@ class MemoryStore:
         row.lease_expires = self.clock.now() + lease
         row.token += 1
         row.step_started_at = row.updated_at = _now_iso()
+        row.progress = None
         self._changed()
         return self._claimed(row, owner)
 
@@ -334,7 +338,7 @@ class MemoryStore:
 
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
         now = self.clock.now()
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             spec = self._queues.get(queue)
             if spec is not None and spec[0].paused:
                 return None
@@ -344,7 +348,7 @@ class MemoryStore:
             return None
 
     def claim_workflow(self, uuid: str, owner: str, lease: float) -> Claimed | None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             job_id = self._by_uuid.get(uuid)
             row = None if job_id is None else self._jobs[job_id]
             if row is None or row.status != _PENDING:
@@ -359,12 +363,13 @@ class MemoryStore:
         if row.steps is None:
             row.steps = lease.steps_json
         row.updated_at = _now_iso()
+        row.progress = None
         return row
 
     def save_step(self, lease: Lease, *, step_index: int, state_json: str, attempt: Attempt,
                   completed: bool) -> bool:
         stored = _stored(attempt)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._fenced(lease)
             row.state, row.current_step, row.attempt, row.crashes = (
                 state_json, step_index + 1, 0, 0)
@@ -379,7 +384,7 @@ class MemoryStore:
 
     def record_attempt(self, lease: Lease, *, attempt: Attempt) -> bool:
         stored = _stored(attempt)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._fenced(lease)
             row.attempt = attempt.attempt
             self._history[row.id].append(stored)
@@ -389,7 +394,7 @@ class MemoryStore:
     def release(self, lease: Lease, *, status: WorkflowStatus, error: str | None = None,
                 attempt: Attempt | None = None, retry_in: float = 0.0) -> WorkflowStatus:
         stored = None if attempt is None else _stored(attempt)
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             row = self._fenced(lease)
             if status == _PENDING and row.cancel_requested:   # a cancel requested meanwhile
                 status, error = WorkflowStatus.CANCELLED, "cancelled"
@@ -406,6 +411,18 @@ class MemoryStore:
             self._changed()
             return row.status
 
+    def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
+                      message: str | None) -> None:
+        with self._lock:
+            row = self._jobs.get(lease.job_id)
+            if (row is None or row.token != lease.token or row.status != _RUNNING
+                    or row.current_step != step_index):
+                raise LeaseLost(f"lease on workflow #{lease.job_id} (token {lease.token}) "
+                                f"is no longer at step {step_index}")
+            row.progress = StepProgress(fraction, message, step_index,
+                                        parse_iso(_now_iso()))
+            self._changed()
+
     def held_by(self, owner: str) -> list[Claimed]:
         with self._lock:
             return [self._claimed(r, owner) for r in self._jobs.values()
@@ -420,7 +437,7 @@ class MemoryStore:
 
     def renew_leases(self, owners: Sequence[str], lease: float) -> int:
         expires, n = self.clock.now() + lease, 0
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             for r in self._jobs.values():
                 if r.status == _RUNNING and r.lease_owner in owners:
                     r.lease_expires, n = expires, n + 1
@@ -441,7 +458,7 @@ class MemoryStore:
             raise ValueError("interrupt needs an owner or expired=True")
         t, now = self.clock.now(), utcnow()
         out = []
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             for r in self._jobs.values():
                 if r.status != _RUNNING:
                     continue
@@ -475,7 +492,7 @@ class MemoryStore:
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
         out = []
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             for r in self._jobs.values():
                 if r.status == _PENDING and r.queue is not None and r.queue not in self._queues:
                     error = (f"unknown queue {r.queue!r}: no configured or created queue has "
@@ -495,7 +512,7 @@ class MemoryStore:
     # -- templates ------------------------------------------------------------------------
     def save_template(self, name: str, steps: Sequence[dict[str, Any]]) -> None:
         text = json.dumps(list(steps))
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if self._templates.get(name) != text:
                 self._templates[name] = text
                 self._changed()
@@ -513,7 +530,7 @@ class MemoryStore:
 
     # -- queues -----------------------------------------------------------------------------
     def save_queue(self, spec: QueueSpec) -> None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             old = self._queues.get(spec.name)
             if old is not None:
                 spec = dataclasses.replace(spec, paused=old[0].paused)
@@ -521,7 +538,7 @@ class MemoryStore:
             self._changed()
 
     def delete_queue(self, name: str) -> None:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if self._queues.pop(name, None) is None:
                 raise QueueNotFound(f"no queue {name!r}")
             self._changed()
@@ -537,7 +554,7 @@ class MemoryStore:
             return [self._queues[n][0] for n in sorted(self._queues)]
 
     def set_paused(self, name: str, paused: bool) -> bool:
-        with self._lock, critical.section():
+        with critical.section(), self._lock:
             if name not in self._queues:
                 raise QueueNotFound(f"no queue {name!r}")
             spec = self._queues[name][0]
@@ -547,22 +564,20 @@ class MemoryStore:
 
     def queue_stats(self) -> list[dict[str, Any]]:
         now = utcnow()
-        stats: dict[str, dict[str, Any]] = {}
+        stats: dict[str | None, dict[str, Any]] = {}
         with self._lock:
             for spec, _ in self._queues.values():
                 stats[spec.name] = {"queue": spec.name, "workers": spec.workers,
                                     "paused": spec.paused}
-            oldest: dict[str, str] = {}
+            oldest: dict[str | None, str] = {}
             for r in self._jobs.values():
-                if r.queue is None:
-                    continue
                 entry = stats.setdefault(r.queue, {"queue": r.queue, "workers": 0,
                                                    "paused": False})
                 entry[str(r.status)] = entry.get(str(r.status), 0) + 1
                 if r.status == _PENDING and r.created_at < oldest.get(r.queue, "\uffff"):
                     oldest[r.queue] = r.created_at
         out = []
-        for name in sorted(stats):
+        for name in sorted(stats, key=lambda n: (n is None, n or "")):
             entry = stats[name]
             for s in WorkflowStatus:
                 entry.setdefault(str(s), 0)
@@ -584,6 +599,9 @@ class MemoryStore:
     def due_in(self, queue: str) -> float | None:
         now = self.clock.now()
         with self._lock:
+            spec = self._queues.get(queue)
+            if spec is not None and spec[0].paused:   # as the claim: nothing is due
+                return None
             due = [now if self._due(r, now) else r.not_before for r in self._jobs.values()
                    if r.status == _PENDING and r.queue == queue]
         return float(min(due)) - now if due else None

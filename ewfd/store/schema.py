@@ -14,6 +14,10 @@ _UUID4 = (
 # INSERT, with an error naming the constraint, instead of reaching a worker.
 _ISO = "{} GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]*'"
 
+# The finished rows, as the partial index jobs_finished names them: a query must repeat this
+# term verbatim for SQLite to use the index (it cannot prove "status IN (?)" implies it).
+FINISHED = "status IN ('completed','failed','cancelled')"
+
 # Each entry moves the schema from version i to i+1; never edit one that has shipped.
 MIGRATIONS: list[str] = [
     f"""
@@ -93,6 +97,14 @@ MIGRATIONS: list[str] = [
         boot_id  TEXT PRIMARY KEY,
         anchor   REAL NOT NULL
     );
+    """,
+    # 3: the progress a running step last reported (ctx.progress), as JSON; NULL otherwise
+    """
+    ALTER TABLE jobs ADD COLUMN progress TEXT;
+    """,
+    # 4: prune (retention, ctl prune) seeks old finished rows instead of scanning them all
+    f"""
+    CREATE INDEX jobs_finished ON jobs (status, updated_at) WHERE {FINISHED};
     """,
 ]
 

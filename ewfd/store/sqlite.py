@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .. import clock, codec, critical
 from ..errors import (
+    DatabaseLost,
+    InvalidRow,
     LeaseLost,
     QueueNotFound,
     SchemaTooNew,
@@ -35,6 +39,7 @@ from ..model import (
     Lease,
     QueueSpec,
     Step,
+    StepProgress,
     Workflow,
     WorkflowQuery,
     WorkflowStatus,
@@ -42,25 +47,20 @@ from ..model import (
     parse_iso,
     utcnow,
 )
-from . import schema
+from . import rows as _rows
+from . import schema, sqlite_file
 from .base import DEFAULT_MAX_CRASHES, Interrupted, Resumable
-from .wake import ChangeWaiter
+from .wake import ChangeWaiter, Seen
 
 T = TypeVar("T")
 
 _WF_COLUMNS = ("id, uuid, queue, workflow, state, display_name, metadata, status, current_step, "
-               "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested")
+               "error, created_at, updated_at, steps, token, attempt, crashes, cancel_requested, "
+               "not_before, progress")
 
 
 class _BadText(str):
     """Text read from a column that is not valid UTF-8 (an outside program wrote bytes)."""
-
-
-def _lenient_ts(value: Any) -> datetime:
-    try:
-        return parse_iso(value)
-    except (ValueError, TypeError, AttributeError):
-        return datetime.fromtimestamp(0, UTC)
 
 
 def _bad_text(exc: sqlite3.OperationalError) -> bool:
@@ -78,6 +78,14 @@ def _now_iso() -> str:
     return iso(utcnow())
 
 
+_SQLITE_READONLY = 8
+_SQLITE_CANTOPEN = 14
+
+
+def _primary_code(exc: sqlite3.Error) -> int:
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -86,13 +94,17 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class SQLiteStore:
     """The default store. ``path`` is a file (created with mode 0640) or ``":memory:"``.
 
-    ``readonly`` opens for reading only; ``create=False`` refuses to create the file or to
+    ``readonly`` opens for reading only (read access to the file is enough, even with the
+    ``-wal`` and ``-shm`` files gone); ``create=False`` refuses to create the file or to
     give ewfd's tables to a database that does not have them (what ``ewfd ctl`` wants).
+    ``expect`` (a :attr:`file_id`) opens only that file: a worker never opens a file that
+    replaced the supervisor's. Every write checks the path still names the file opened
+    (:class:`DatabaseLost` otherwise).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
                  busy_timeout: float = 5.0, busy_give_up: float = 10.0, readonly: bool = False,
-                 create: bool = True) -> None:
+                 create: bool = True, expect: sqlite_file.FileId | None = None) -> None:
         self.path = os.fspath(path)
         if synchronous.lower() not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
@@ -101,35 +113,33 @@ class SQLiteStore:
         self._busy_give_up = busy_give_up   # then StoreError("database is locked"): callers log
         self._readonly = readonly
         self._create = create and not readonly
+        self._expect = expect
+        self._opened: sqlite_file.FileId | None = None
+        self._snapshot: sqlite_file.Snapshot | None = None   # set while read immutable
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._waiter: ChangeWaiter | None = None
+        self._local = threading.local()        # each thread's Seen (see wait_for_change)
+        self._commits = 0                      # commits through this store, by any thread
+        # Each waiting thread's descriptor; one dies with its thread's Seen, or at close().
+        self._waiters: weakref.WeakSet[ChangeWaiter] = weakref.WeakSet()
+        self._settler: sqlite3.Connection | None = None   # see settle
+        self._settle_lock = threading.Lock()   # not the store's: reads go on meanwhile
         self._conn = self._connect()
-        self._last_data_version = self._data_version()
         self.clock = self._host_clock()
 
     # -- connection ----------------------------------------------------------------
+    @property
+    def file_id(self) -> sqlite_file.FileId | None:
+        """(device, inode) of the file opened (None for ``:memory:``): pass it as ``expect``
+        to open the same file again, and nothing else."""
+        return self._opened
+
     def _connect(self) -> sqlite3.Connection:
         memory = self.path == ":memory:"
-        if not memory and not os.path.exists(self.path) and not self._create:
-            raise StoreError(f"no database at {self.path}")
-        if not memory and not self._readonly and not os.path.exists(self.path):
-            # Create the file ourselves so its mode is 0640 whatever the umask allows;
-            # SQLite gives the -wal and -shm files the same mode.
-            try:
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))
-            except OSError as exc:
-                raise StoreError(f"cannot create database {self.path}: {exc.strerror}") from exc
+        before = None if memory else self._prepare_file()
         conn: sqlite3.Connection | None = None
         try:
-            if self._readonly:
-                uri = f"file:{os.path.abspath(self.path)}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None,
-                                       check_same_thread=False, timeout=self._busy_timeout)
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=self._busy_timeout, cached_statements=256)
-            conn.row_factory = sqlite3.Row
+            conn = self._open(memory)
             self._check_version(conn)   # before anything writes to a file we may not own
             if not memory and not self._readonly:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -138,13 +148,81 @@ class SQLiteStore:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA journal_size_limit=67108864")
             self._migrate(conn)
+            if before is not None:   # the file opened is the one we looked at, and expected
+                why = sqlite_file.lost(self.path, before)
+                if why is not None:
+                    raise DatabaseLost(why)
+                self._opened = before
         except BaseException as exc:
             if conn is not None:
                 conn.close()
             if isinstance(exc, sqlite3.DatabaseError):
-                raise StoreError(f"{self.path}: {exc}{_diagnose(self.path)}") from exc
+                hint = _diagnose(self.path, self._readonly)
+                raise StoreError(f"{self.path}: {exc}{hint}") from exc
             raise
         return conn
+
+    def _prepare_file(self) -> sqlite_file.FileId:
+        """Check the file is there (and is the expected one), or create it when allowed."""
+        found = sqlite_file.file_id(self.path)
+        if self._expect is not None and found != self._expect:
+            raise DatabaseLost(sqlite_file.lost(self.path, self._expect) or "")
+        if found is not None:
+            return found
+        if not self._create:
+            raise StoreError(f"no database at {self.path}")
+        # Create the file ourselves so its mode is 0640 whatever the umask allows;
+        # SQLite gives the -wal and -shm files the same mode.
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o640))
+        except OSError as exc:
+            raise StoreError(f"cannot create database {self.path}: {exc.strerror}") from exc
+        created = sqlite_file.file_id(self.path)
+        if created is None:
+            raise DatabaseLost(f"database file {self.path} was deleted while it was created")
+        return created
+
+    def _sqlite(self, target: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, uri=target.startswith("file:"), isolation_level=None,
+                               check_same_thread=False, timeout=self._busy_timeout,
+                               cached_statements=256)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _open(self, memory: bool) -> sqlite3.Connection:
+        if memory:
+            return self._sqlite(":memory:")
+        if self._readonly:
+            return self._open_readonly()
+        # mode=rw: SQLite itself refuses to create a file that is not there any more
+        return self._sqlite(sqlite_file.uri(self.path, mode="rwc" if self._create else "rw"))
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """``mode=ro`` when SQLite can open the WAL; else, when the WAL holds nothing (a
+        clean stop removed it and the directory is not ours to write), ``immutable=1``
+        with every read checked against a :class:`~sqlite_file.Snapshot`."""
+        self._snapshot = None
+        failure: sqlite3.Error | None = None
+        for _ in range(3):
+            conn = self._sqlite(sqlite_file.uri(self.path, mode="ro"))
+            try:
+                conn.execute("PRAGMA user_version").fetchone()   # opens the WAL, if it can
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if _primary_code(exc) not in (_SQLITE_READONLY, _SQLITE_CANTOPEN) or \
+                        not os.access(self.path, os.R_OK):
+                    raise
+                failure = exc
+            snapshot = sqlite_file.Snapshot.take(self.path)
+            if sqlite_file.wal_is_empty(self.path):
+                self._snapshot = snapshot
+                return self._sqlite(sqlite_file.uri(self.path, mode="ro", immutable="1"))
+        raise StoreError(
+            f"{self.path}: cannot be read without write access to its directory right now: "
+            f"its -wal file holds changes not yet in the database and SQLite cannot use the "
+            f"-shm file beside it ({failure}); start ewfd run, or run one ewfd ctl action "
+            "with write access, to fold them into the database")
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -211,23 +289,44 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._waiter is not None:
-                self._waiter.close()
+            for waiter in list(self._waiters):
+                waiter.close()
             if os.getpid() == self._pid:
                 self._conn.close()
+                with self._settle_lock:
+                    if self._settler is not None:
+                        self._settler.close()
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         self._check_pid()
         with self._lock:
+            for _ in range(5):
+                rows = self._read_once(sql, params)
+                if self._snapshot is None or self._snapshot.holds():
+                    return rows
+                # a writer came (or went) while we read the file immutable: read it afresh
+                self._conn.close()
+                self._conn = self._connect()
+            raise StoreError(f"{self.path}: the database kept changing while it was read "
+                             "without write access; try again")
+
+    def _read_once(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[sqlite3.Row]:
+        try:
             try:
-                try:
-                    return self._conn.execute(sql, params).fetchall()
-                except sqlite3.OperationalError as exc:
-                    if not _bad_text(exc):
-                        raise
-                    return self._lenient(lambda: self._conn.execute(sql, params).fetchall())
-            except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _bad_text(exc):
+                    raise
+                return self._lenient(lambda: self._conn.execute(sql, params).fetchall())
+        except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def check_file(self) -> None:
+        """Raise :class:`DatabaseLost` when the path no longer names the file opened."""
+        if self._opened is not None:
+            why = sqlite_file.lost(self.path, self._opened)
+            if why is not None:
+                raise DatabaseLost(why)
 
     def _lenient(self, query: Callable[[], T]) -> T:
         """Run a query again reading text that is not UTF-8 (written by an outside program):
@@ -242,20 +341,26 @@ class SQLiteStore:
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one IMMEDIATE transaction, retrying while the database is locked."""
         self._check_pid()
+        self.check_file()   # one stat: never write to a file that is not at the path any more
         deadline = time.monotonic() + self._busy_give_up
         delay = 0.005
         while True:
             # The section: a signal handler's exception (a step's timeout, Ctrl-C) surfaces
             # after COMMIT or ROLLBACK, never with the transaction open and the lock held.
-            with self._lock, critical.section():
+            # It is entered before the thread lock: a write waiting for another thread's
+            # write (the engine's lease thread) is not cut short either.
+            with critical.section(), self._lock:
                 conn = self._conn
                 try:
                     if conn.in_transaction:   # left open by something that was no signal
                         conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
                     try:
+                        before = conn.total_changes
                         result = fn(conn)
                         conn.execute("COMMIT")
+                        if conn.total_changes != before:   # wake this process's waiters
+                            self._committed()
                         return result
                     except BaseException:
                         if conn.in_transaction:
@@ -290,17 +395,22 @@ class SQLiteStore:
             metadata = {}
         try:
             steps = self._steps(row["steps"])
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             steps = []
-        current = row["current_step"]
+        status, problem = _rows.lenient_status(row["status"])
         return Workflow(
-            uuid=str(row["uuid"]), name=str(row["workflow"]), status=WorkflowStatus(row["status"]),
-            state=state if isinstance(state, dict) else {},
-            current_step=current if isinstance(current, int) else -1,
-            created_at=_lenient_ts(row["created_at"]), steps=steps,
-            queue=row["queue"], display_name=str(row["display_name"] or ""),
-            metadata=metadata if isinstance(metadata, dict) else {}, error=row["error"],
-            updated_at=_lenient_ts(row["updated_at"]),
+            uuid=_rows.lenient_text(row["uuid"]) or "",
+            name=_rows.lenient_text(row["workflow"]) or "",
+            status=status, state=state if isinstance(state, dict) else {},
+            current_step=_rows.lenient_int(row["current_step"], -1),
+            created_at=_rows.lenient_time(row["created_at"]) or _rows.EPOCH, steps=steps,
+            queue=_rows.lenient_text(row["queue"]),
+            display_name=_rows.lenient_text(row["display_name"]) or "",
+            metadata={str(k): str(v) for k, v in metadata.items()}
+            if isinstance(metadata, dict) else {},
+            error=problem or _rows.lenient_text(row["error"]),
+            updated_at=_rows.lenient_time(row["updated_at"]),
+            progress=_progress(row["progress"]) if status == WorkflowStatus.RUNNING else None,
         )
 
     def _claimed(self, row: sqlite3.Row, owner: str) -> Claimed:
@@ -324,11 +434,6 @@ class SQLiteStore:
                 raise ValueError(f"expected text, got {type(value).__name__}")
             return value
 
-        def step_index(value: Any) -> int:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError("expected an integer >= 0")
-            return value
-
         def metadata(value: Any) -> dict[str, str]:
             data = json.loads(text(value)) if value else {}
             if not isinstance(data, dict):
@@ -337,19 +442,23 @@ class SQLiteStore:
 
         now = utcnow()
         wf = Workflow(
-            uuid=str(row["uuid"]), name=column("workflow", text, "?"),
-            status=WorkflowStatus.RUNNING, current_step=column("current_step", step_index, 0),
+            uuid=column("uuid", text, _rows.lenient_text(row["uuid"])),
+            name=column("workflow", text, "?"),
+            status=WorkflowStatus.RUNNING, current_step=column("current_step", _rows.integer, 0),
             created_at=column("created_at", parse_iso, now),
-            queue=row["queue"], display_name=str(row["display_name"] or ""), error=None,
+            queue=_rows.lenient_text(row["queue"]),
+            display_name=_rows.lenient_text(row["display_name"]) or "", error=None,
             updated_at=column("updated_at", parse_iso, now),
             metadata=column("metadata", metadata, {}))
         steps_known = row["steps"] is not None
         if steps_known:
-            wf.steps = column("steps", self._steps, [])
+            wf.steps = column("steps", _rows.steps, [])
         state = column("state", text, "{}")
-        lease = Lease(row["id"], row["token"], owner, row["attempt"], row["crashes"])
-        return Claimed(lease, wf, state, steps_known, bool(row["cancel_requested"]),
-                       "; ".join(problems) or None)
+        column("not_before", lambda v: _rows.number(v, low=-math.inf), 0.0)
+        lease = Lease(row["id"], row["token"], owner, column("attempt", _rows.integer, 0),
+                      column("crashes", _rows.integer, 0))
+        cancel = column("cancel_requested", _rows.flag, False)
+        return Claimed(lease, wf, state, steps_known, cancel, "; ".join(problems) or None)
 
     # -- workflows ----------------------------------------------------------------------
     def create_workflow(self, wf: Workflow, state_json: str) -> Workflow:
@@ -402,15 +511,11 @@ class SQLiteStore:
         return self._write(tx)
 
     def history(self, uuid: str) -> list[Attempt]:
-        rows = self._read("SELECT id FROM jobs WHERE uuid = ?", (uuid,))
-        if not rows:
+        found = self._read("SELECT id FROM jobs WHERE uuid = ?", (uuid,))
+        if not found:
             raise WorkflowNotFound(f"no workflow {uuid}")
-        return [
-            Attempt(r["step"], r["step_index"], r["attempt"], parse_iso(r["started_at"]),
-                    parse_iso(r["finished_at"]) if r["finished_at"] else None, r["duration_ms"],
-                    r["outcome"], r["error"], r["worker_pid"])
-            for r in self._read("SELECT * FROM history WHERE job_id = ? ORDER BY id", (rows[0][0],))
-        ]
+        return [_rows.attempt(r) for r in
+                self._read("SELECT * FROM history WHERE job_id = ? ORDER BY id", (found[0][0],))]
 
     def cancel_workflow(self, uuid: str) -> WorkflowStatus | None:
         return self._write(lambda conn: self._cancel(conn, uuid, _now_iso()))
@@ -421,7 +526,7 @@ class SQLiteStore:
                            (uuid,)).fetchone()
         if row is None:
             raise WorkflowNotFound(f"no workflow {uuid}")
-        status = WorkflowStatus(row[0])
+        status = _rows.status(row[0])
         if status == WorkflowStatus.PENDING:
             conn.execute(
                 "UPDATE jobs SET status='cancelled', error='cancelled', lease_owner=NULL, "
@@ -528,7 +633,8 @@ class SQLiteStore:
             raise ValueError("prune only deletes finished workflows (completed/failed/cancelled)")
         marks = ",".join("?" * len(finished))
         cutoff = iso(datetime.fromtimestamp(older_than, UTC))
-        return f"status IN ({marks}) AND updated_at < ?", [*finished, cutoff]
+        return (f"{schema.FINISHED} AND status IN ({marks}) AND updated_at < ?",
+                [*finished, cutoff])
 
     def count_prunable(self, *, older_than: float, statuses: Sequence[WorkflowStatus]) -> int:
         where, params = self._prune_where(older_than, statuses)
@@ -561,11 +667,12 @@ class SQLiteStore:
         rows = self._read(
             "SELECT uuid, status, lease_owner, lease_expires FROM jobs WHERE queue IS NULL AND "
             "status IN ('pending','running') ORDER BY id")
-        return [Resumable(r[0], WorkflowStatus(r[1]), r[2], r[3]) for r in rows]
+        return [Resumable(r[0], WorkflowStatus(r[1]), r[2] if isinstance(r[2], str) else None,
+                          r[3] if isinstance(r[3], int | float) else None) for r in rows]
 
     # -- claiming and fenced writes ------------------------------------------------------------
     _CLAIM_SET = ("status='running', lease_owner=:owner, lease_expires=:expires, token=token+1, "
-                  "step_started_at=:now, updated_at=:now")
+                  "step_started_at=:now, updated_at=:now, progress=NULL")
 
     # Due: its time has come on the host clock, or it lies further ahead than its own wait
     # (written under another boot's clock): a retry never waits longer than its backoff.
@@ -619,7 +726,8 @@ class SQLiteStore:
     def _fenced(self, conn: sqlite3.Connection, lease: Lease, sets: str,
                 params: dict[str, Any]) -> sqlite3.Row:
         row = conn.execute(
-            f"UPDATE jobs SET {sets}, steps=COALESCE(steps, :steps), updated_at=:now "
+            f"UPDATE jobs SET {sets}, steps=COALESCE(steps, :steps), updated_at=:now, "
+            "progress=NULL "
             "WHERE id=:id AND token=:token AND status='running' RETURNING cancel_requested",
             {**params, "id": lease.job_id, "token": lease.token, "steps": lease.steps_json,
              "now": params.get("now") or _now_iso()}).fetchone()
@@ -681,6 +789,20 @@ class SQLiteStore:
 
         return self._write(tx)
 
+    def save_progress(self, lease: Lease, *, step_index: int, fraction: float,
+                      message: str | None) -> None:
+        text = json.dumps({"fraction": fraction, "message": message, "step_index": step_index,
+                           "updated_at": _now_iso()})
+
+        def tx(conn: sqlite3.Connection) -> None:
+            if not conn.execute("UPDATE jobs SET progress=? WHERE id=? AND token=? AND "
+                                "status='running' AND current_step=?",
+                                (text, lease.job_id, lease.token, step_index)).rowcount:
+                raise LeaseLost(f"lease on workflow #{lease.job_id} (token {lease.token}) "
+                                f"is no longer at step {step_index}")
+
+        self._write(tx)
+
     def held_by(self, owner: str) -> list[Claimed]:
         rows = self._read(f"SELECT {_WF_COLUMNS} FROM jobs WHERE status='running' AND "
                           "lease_owner = ?", (owner,))
@@ -714,7 +836,7 @@ class SQLiteStore:
         if owner is not None:
             cond, params = "j.lease_owner = ?", [owner]
         else:
-            cond, params = "j.lease_expires < ?", [self.clock.now()]
+            cond, params = f"(j.lease_expires < ? OR {_NO_LEASE})", [self.clock.now()]
             # A cheap read first: an idle daemon must not write every time it looks.
             if not self._read(f"SELECT 1 FROM jobs j WHERE j.status='running' AND {cond} "
                               "LIMIT 1", params):
@@ -722,7 +844,7 @@ class SQLiteStore:
         now = utcnow()
 
         def tx(conn: sqlite3.Connection) -> list[Interrupted]:
-            out = []
+            out = self._fail_uncounted(conn, cond, params)
             rows = conn.execute(
                 "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
                 "j.attempt, j.step_started_at, j.lease_owner, j.cancel_requested, "
@@ -732,8 +854,8 @@ class SQLiteStore:
             for r in rows:
                 step = self._step_name(conn, r["workflow"], r["steps"], r["current_step"])
                 crashes = r["crashes"] + int(crash)
-                limit = r["max_crashes"] or DEFAULT_MAX_CRASHES
-                started = parse_iso(r["step_started_at"]) if r["step_started_at"] else now
+                limit = _max_crashes(r["max_crashes"])
+                started = _rows.lenient_time(r["step_started_at"], now) or now
                 pid = _owner_pid(r["lease_owner"])
                 self._history(conn, r["id"], Attempt(
                     step, r["current_step"], r["attempt"] + 1, started, now,
@@ -750,11 +872,40 @@ class SQLiteStore:
                     "UPDATE jobs SET status=?, error=?, crashes=?, token=token+1, "
                     "lease_owner=NULL, lease_expires=NULL, updated_at=? WHERE id=?",
                     (str(status), error, crashes, iso(now), r["id"]))
-                out.append(Interrupted(r["uuid"], r["workflow"], r["queue"], step, crashes,
-                                       status, error))
+                out.append(Interrupted(str(_rows.lenient_text(r["uuid"])),
+                                       str(_rows.lenient_text(r["workflow"])),
+                                       _rows.lenient_text(r["queue"]), step, crashes, status,
+                                       error))
             return out
 
         return self._write(tx)
+
+    def _fail_uncounted(self, conn: sqlite3.Connection, cond: str,
+                        params: list[Any]) -> list[Interrupted]:
+        """Running rows whose ``crashes`` or ``attempt`` a person set to something that is
+        not a count: how often the step ran is unknown, so they fail, naming the column."""
+        out = []
+        for r in conn.execute(
+                "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
+                f"j.attempt FROM jobs j WHERE j.status='running' AND {cond} AND NOT ("
+                "typeof(j.crashes)='integer' AND j.crashes >= 0 AND "
+                "typeof(j.attempt)='integer' AND j.attempt >= 0)", params).fetchall():
+            problems = []
+            for column in ("crashes", "attempt"):
+                try:
+                    _rows.integer(r[column], column)
+                except InvalidRow as exc:
+                    problems.append(str(exc))
+            error = f"invalid row: {'; '.join(problems)}"
+            conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
+                         "lease_owner=NULL, lease_expires=NULL, updated_at=? WHERE id=?",
+                         (error, _now_iso(), r["id"]))
+            step = self._step_name(conn, r["workflow"], r["steps"], r["current_step"])
+            out.append(Interrupted(str(_rows.lenient_text(r["uuid"])),
+                                   str(_rows.lenient_text(r["workflow"])),
+                                   _rows.lenient_text(r["queue"]), step, 0,
+                                   WorkflowStatus.FAILED, error))
+        return out
 
     @staticmethod
     def _step_name(conn: sqlite3.Connection, workflow: str, steps: str | None, index: int) -> str:
@@ -767,26 +918,25 @@ class SQLiteStore:
             return f"#{index}"
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
-        where = ("status='pending' AND queue IS NOT NULL AND "
-                 "queue NOT IN (SELECT name FROM queues)")
-        if not self._read(f"SELECT 1 FROM jobs WHERE {where} LIMIT 1"):
+        """Also fails the other pending rows no worker would ever take (see ``_UNRUNNABLE``)."""
+        if not self._read(f"SELECT 1 FROM jobs WHERE {_UNRUNNABLE} LIMIT 1"):
             return []
 
         def tx(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             out = []
-            for r in conn.execute(f"SELECT id, uuid, queue FROM jobs WHERE {where}").fetchall():
-                error = (f"unknown queue {r['queue']!r}: no configured or created queue has "
-                         "that name")
+            for r in conn.execute("SELECT id, uuid, queue, steps IS NULL AS by_sql, not_before "
+                                  f"FROM jobs WHERE {_UNRUNNABLE}").fetchall():
+                error = _unrunnable(r)
                 conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
                              "updated_at=? WHERE id=?", (error, _now_iso(), r["id"]))
-                out.append((r["uuid"], error))
+                out.append((str(_rows.lenient_text(r["uuid"])), error))
             return out
 
         return self._write(tx)
 
     def lease_owners(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT lease_owner FROM jobs WHERE "
-                                         "status='running' AND lease_owner IS NOT NULL")]
+                                         "status='running' AND typeof(lease_owner) = 'text'")]
 
     # -- templates -------------------------------------------------------------------------
     def save_template(self, name: str, steps: Sequence[dict[str, Any]]) -> None:
@@ -800,10 +950,14 @@ class SQLiteStore:
         rows = self._read("SELECT steps FROM templates WHERE name=?", (name,))
         if not rows:
             raise TemplateNotFound(f"no template {name!r} in {self.path}")
-        return list(json.loads(rows[0][0]))
+        try:
+            return _rows.step_dicts(rows[0][0])
+        except InvalidRow as exc:   # written by hand; the daemon rewrites its own at start
+            raise InvalidRow(f"templates row {name!r}: {exc}") from None
 
     def load_templates(self) -> dict[str, list[dict[str, Any]]]:
-        return {r[0]: json.loads(r[1]) for r in
+        """Every stored template; one whose steps cannot be read lists with none."""
+        return {str(_rows.lenient_text(r[0])): _rows.lenient_steps(r[1]) for r in
                 self._read("SELECT name, steps FROM templates ORDER BY name")}
 
     # -- queues ------------------------------------------------------------------------------
@@ -815,9 +969,12 @@ class SQLiteStore:
         marks = ", ".join("?" * len(self._QUEUE_FIELDS))
         updates = ", ".join(f"{c}=excluded.{c}" for c in self._QUEUE_FIELDS)
         values = [getattr(spec, c) for c in self._QUEUE_FIELDS]
+        # an update keeps the paused flag, unless a person left something else than 0 or 1
         self._write(lambda conn: conn.execute(
             f"INSERT INTO queues (name, {cols}, paused, updated_at) VALUES (?, {marks}, ?, ?) "
-            f"ON CONFLICT(name) DO UPDATE SET {updates}, updated_at=excluded.updated_at",
+            f"ON CONFLICT(name) DO UPDATE SET {updates}, updated_at=excluded.updated_at, "
+            "paused=CASE WHEN typeof(paused)='integer' AND paused IN (0, 1) THEN paused "
+            "ELSE excluded.paused END",
             (spec.name, *values, int(spec.paused), _now_iso())))
 
     def delete_queue(self, name: str) -> None:
@@ -827,22 +984,30 @@ class SQLiteStore:
 
         self._write(tx)
 
-    def _queue(self, r: sqlite3.Row) -> QueueSpec:
-        return QueueSpec(name=r["name"], workers=r["workers"], poll_interval=r["poll_interval"],
-                         auto_delete=bool(r["auto_delete"]), delete_after=r["delete_after"],
-                         pop_timeout=r["pop_timeout"], lease=r["lease"],
-                         max_crashes=r["max_crashes"],
-                         max_tasks_per_worker=r["max_tasks_per_worker"],
-                         max_memory=r["max_memory"], paused=bool(r["paused"]))
-
     def load_queue(self, name: str) -> QueueSpec:
+        """Raises QueueNotFound, or InvalidRow for a row holding values ewfd cannot use."""
         rows = self._read("SELECT * FROM queues WHERE name=?", (name,))
         if not rows:
             raise QueueNotFound(f"no queue {name!r}")
-        return self._queue(rows[0])
+        try:
+            return _rows.queue_spec(rows[0])
+        except InvalidRow as exc:
+            raise InvalidRow(f"queues row {name!r}: {exc}") from None
 
     def load_queues(self) -> list[QueueSpec]:
-        return [self._queue(r) for r in self._read("SELECT * FROM queues ORDER BY name")]
+        """The queues whose rows can be used (see :meth:`queue_rows` for the others)."""
+        return self.queue_rows()[0]
+
+    def queue_rows(self) -> tuple[list[QueueSpec], dict[str, str]]:
+        """Every queues row: the usable ones, and what is wrong with each of the others
+        (by name), which the supervisor logs and skips and ``ctl queues`` shows."""
+        specs, invalid = [], {}
+        for r in self._read("SELECT * FROM queues ORDER BY name"):
+            try:
+                specs.append(_rows.queue_spec(r))
+            except InvalidRow as exc:
+                invalid[str(_rows.lenient_text(r["name"]))] = str(exc)
+        return specs, invalid
 
     def set_paused(self, name: str, paused: bool) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
@@ -856,21 +1021,30 @@ class SQLiteStore:
         return self._write(tx)
 
     def queue_stats(self) -> list[dict[str, Any]]:
-        stats: dict[str, dict[str, Any]] = {}
-        for q in self.load_queues():
+        """Per queue; a queues row that cannot be used shows with ``invalid`` (why), and
+        workflows with no queue under ``queue: None``, last."""
+        stats: dict[str | None, dict[str, Any]] = {}
+        specs, invalid = self.queue_rows()
+        for q in specs:
             stats[q.name] = {"queue": q.name, "workers": q.workers, "paused": q.paused}
-        for r in self._read("SELECT queue, status, count(*) FROM jobs WHERE queue IS NOT NULL "
-                            "GROUP BY queue, status"):
-            entry = stats.setdefault(r[0], {"queue": r[0], "workers": 0, "paused": False})
-            entry[r[1]] = r[2]
+        for name, problem in invalid.items():
+            stats[name] = {"queue": name, "workers": 0, "paused": False, "invalid": problem}
+        for r in self._read("SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"):
+            queue = _rows.lenient_text(r[0])
+            entry = stats.setdefault(queue, {"queue": queue, "workers": 0, "paused": False})
+            status = str(_rows.lenient_status(r[1])[0])
+            entry[status] = entry.get(status, 0) + r[2]
         now = utcnow()
-        for r in self._read("SELECT queue, min(created_at) FROM jobs WHERE status='pending' AND "
-                            "queue IS NOT NULL GROUP BY queue"):
-            entry = stats.setdefault(r[0], {"queue": r[0], "workers": 0, "paused": False})
-            entry["oldest_pending_age_s"] = (now - parse_iso(r[1])).total_seconds()
+        for r in self._read("SELECT queue, min(created_at) FROM jobs WHERE status='pending' "
+                            "GROUP BY queue"):
+            entry = stats[_rows.lenient_text(r[0])]
+            oldest = _rows.lenient_time(r[1], None)
+            age = None if oldest is None else (now - oldest).total_seconds()
+            if age is not None:
+                entry["oldest_pending_age_s"] = max(age, entry.get("oldest_pending_age_s") or 0.0)
         out = []
-        for name in sorted(stats):
-            entry = stats[name]
+        for key in sorted(stats, key=lambda n: (n is None, n or "")):
+            entry = stats[key]
             for s in WorkflowStatus:
                 entry.setdefault(str(s), 0)
             entry.setdefault("oldest_pending_age_s", None)
@@ -882,64 +1056,116 @@ class SQLiteStore:
                            "('pending','running')", (name,))[0][0]
         last = self._read("SELECT max(updated_at) FROM (SELECT updated_at FROM jobs WHERE queue=? "
                           "UNION ALL SELECT updated_at FROM queues WHERE name=?)", (name, name))
-        text = last[0][0]
-        return int(open_), (parse_iso(text).timestamp() if text else None)
+        when = _rows.lenient_time(last[0][0], None)
+        return int(open_), (when.timestamp() if when else None)
 
     # -- wake-up and housekeeping -------------------------------------------------------
     def due_in(self, queue: str) -> float | None:
+        # The claim's own conditions: a paused queue, or a not_before that is not a number
+        # (written by hand), has nothing due, or its workers would wake for it in a loop.
         now = self.clock.now()
         rows = self._read(f"SELECT min(CASE WHEN {self._DUE} THEN :t ELSE not_before END) "
-                          "FROM jobs WHERE status='pending' AND queue=:queue",
+                          "FROM jobs WHERE status='pending' AND queue=:queue "
+                          "AND typeof(not_before) IN ('integer','real') AND NOT EXISTS "
+                          "(SELECT 1 FROM queues WHERE name=:queue AND paused)",
                           {"t": now, "queue": queue})
         return None if rows[0][0] is None else float(rows[0][0]) - now
 
     @property
     def wakes_on_change(self) -> bool:
-        """True when :meth:`wait_for_change` blocks on inotify rather than polling."""
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
-        return self._waiter.blocking
+        """True when :meth:`wait_for_change` blocks on inotify rather than polling. Asking
+        also arms this thread's watch: ask before the first claim, so no write is missed."""
+        return self._watch().blocking
+
+    def _seen(self) -> Seen:
+        seen: Seen | None = getattr(self._local, "seen", None)
+        if seen is None:
+            seen = self._local.seen = Seen(self._data_version(), self._commits)
+        return seen
+
+    def _watch(self) -> ChangeWaiter:
+        seen = self._seen()
+        if seen.waiter is None:
+            seen.waiter = ChangeWaiter(self.path)
+            with self._lock:
+                self._waiters.add(seen.waiter)
+        return seen.waiter
+
+    def _committed(self) -> None:
+        """Count a commit made through this store (the lock is held): other threads waiting
+        on this store must wake for it; the thread that made it has seen it."""
+        seen: Seen | None = getattr(self._local, "seen", None)
+        self._commits += 1
+        if seen is not None and seen.commits == self._commits - 1:
+            seen.commits = self._commits
 
     def _data_version(self) -> int:
         return int(self._read("PRAGMA data_version")[0][0])
 
     def changed(self) -> bool:
-        """True when another connection committed since the last call (or the last wait)."""
-        version = self._data_version()
-        if version == self._last_data_version:
+        """True when another connection, or another thread through this store, committed
+        since this thread last looked (here or in :meth:`wait_for_change`)."""
+        seen = self._seen()
+        version, commits = self._data_version(), self._commits
+        if version == seen.version and commits == seen.commits:
             return False
-        self._last_data_version = version
+        seen.version, seen.commits = version, commits
         return True
 
-    def wait_for_change(self, timeout: float) -> None:
-        """Return when another connection committed, or after ``timeout``.
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until no write transaction is in progress (in any process), so that the next
+        read sees every commit whose ``-wal`` write already happened. False when one still
+        holds the write lock after ``timeout`` (default: the busy timeout).
 
-        Blocks on inotify where it can; each wake-up costs one ``PRAGMA data_version``.
-        A write to the ``-wal`` file comes just *before* its commit is visible (the
-        wal-index in ``-shm`` is updated through mmap, which inotify does not see), so
-        after an event the version is re-read every millisecond for a short while.
+        It runs a statement that takes the write lock and changes nothing: it writes no WAL
+        frame and, as one autocommit statement, never leaves a transaction open. It runs on
+        a connection of its own with no busy handler and retries on a short schedule: the
+        handler's sleeps grow to 100 ms, and a writer is usually done within a millisecond.
+        A read-only store cannot take the lock and returns True at once.
         """
-        if self._waiter is None:
-            self._waiter = ChangeWaiter(self.path)
+        if self._readonly or self.path == ":memory:":
+            return True
+        self._check_pid()
+        deadline = time.monotonic() + (self._busy_timeout if timeout is None else timeout)
+        pause = 0.0002
+        with self._settle_lock:
+            try:
+                if self._settler is None:
+                    self._settler = self._connect()
+                    self._settler.execute("PRAGMA busy_timeout=0")
+                while True:
+                    try:
+                        self._settler.execute("DELETE FROM queues WHERE 0")
+                        return True
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc):
+                            raise StoreError(f"{self.path}: {exc}") from exc
+                        if time.monotonic() >= deadline:
+                            return False
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.01)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Return when another connection (or another thread through this store) committed
+        since this thread last looked, or after ``timeout``.
+
+        Blocks on inotify where it can. An event comes when a writer writes ``-wal``, which
+        is *before* its commit is visible; :meth:`settle` then waits for that writer to
+        finish, however long it is delayed, so a commit whose event this thread consumed is
+        always seen before the wait goes on. Without inotify, polls every 50 ms.
+        """
+        waiter = self._watch()
         deadline = time.monotonic() + timeout
-        hot_until = 0.0
-        while True:
-            version = self._data_version()
-            if version != self._last_data_version:
-                self._last_data_version = version
-                return
-            now = time.monotonic()
-            remaining = deadline - now
+        while not self.changed():
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            if not self._waiter.blocking:
-                step = min(remaining, 0.05)
-            elif now < hot_until:
-                step = min(remaining, 0.001)
-            else:
-                step = remaining
-            if self._waiter.wait(step):
-                hot_until = time.monotonic() + 0.05
+            if not waiter.blocking:
+                time.sleep(min(remaining, 0.05))
+            elif waiter.wait(remaining) and not self.settle():
+                return   # the lock is held past the busy timeout: let the caller see
 
     def maintenance(self) -> None:
         self._read("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -948,19 +1174,69 @@ class SQLiteStore:
         return str(self._read("PRAGMA integrity_check")[0][0])
 
 
-def _diagnose(path: str) -> str:
+# A running row without a usable lease (set by hand: every claim writes both) is taken back
+# by the expired-lease sweep, as if its lease had expired.
+_NO_LEASE = ("typeof(j.lease_expires) NOT IN ('integer','real') OR "
+             "typeof(j.lease_owner) <> 'text'")
+
+# Pending rows no worker would ever take: an unknown queue, no queue on a row no engine
+# stored (an engine's own rows carry their steps), a not_before that is not a number.
+_UNRUNNABLE = ("status='pending' AND ((queue IS NOT NULL AND queue NOT IN (SELECT name FROM "
+               "queues)) OR (queue IS NULL AND steps IS NULL) OR "
+               "typeof(not_before) NOT IN ('integer','real'))")
+
+
+def _unrunnable(r: sqlite3.Row) -> str:
+    if r["queue"] is None and r["by_sql"]:
+        return ("invalid row: queue is NULL: no worker takes a workflow without a queue "
+                "(leave the column out for 'default', or name a queue)")
+    if not isinstance(r["not_before"], int | float):
+        return (f"invalid row: not_before {_rows.show(r['not_before'])}: expected a number "
+                "(epoch seconds)")
+    return (f"unknown queue {_rows.lenient_text(r['queue'])!r}: no configured or created "
+            "queue has that name")
+
+
+def _max_crashes(value: Any) -> int:
+    """A queue's max_crashes as the interrupt sweep reads it (a bad row: the default)."""
+    try:
+        return _rows.integer(value, "max_crashes", 1)
+    except InvalidRow:
+        return DEFAULT_MAX_CRASHES
+
+
+def _progress(text: Any) -> StepProgress | None:
+    """The progress column as read: None when empty or unreadable (never an error)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        message = data.get("message")
+        return StepProgress(float(data["fraction"]), None if message is None else str(message),
+                            int(data["step_index"]), parse_iso(data["updated_at"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+
+
+def _diagnose(path: str, readonly: bool = False) -> str:
     """A hint for SQLite's bare "unable to open database file"."""
     if os.path.isdir(path):
         return " (the path is a directory, not a database file)"
+    if readonly:
+        return "" if os.access(path, os.R_OK) else " (no read permission on the database file)"
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return " (no write permission on the database file: this user can only read it)"
     if not os.access(directory, os.W_OK):
         return (f" (the directory {directory} is read-only or not writable: WAL mode needs to "
                 "create the -wal and -shm files beside the database)")
     return ""
 
 
-def _owner_pid(owner: str | None) -> int | None:
+def _owner_pid(owner: Any) -> int | None:
     try:
-        return int((owner or "").split(":")[1])
+        return int(owner.split(":")[1]) if isinstance(owner, str) else None
     except (IndexError, ValueError):
         return None

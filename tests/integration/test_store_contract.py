@@ -608,7 +608,8 @@ def test_queue_stats(store: Store) -> None:
     store.cancel_workflow(add(store, "other").uuid)
     add(store, None)
     stats = store.queue_stats()
-    assert [s["queue"] for s in stats] == ["idle", "other", "q"]
+    assert [s["queue"] for s in stats] == ["idle", "other", "q", None]   # no queue: last
+    assert stats[-1]["pending"] == 1 and stats[-1]["workers"] == 0
     by = {s["queue"]: s for s in stats}
     q = by["q"]
     assert (q["workers"], q["paused"], q["pending"], q["running"], q["completed"], q["failed"],
@@ -815,3 +816,13 @@ def test_wait_for_change_wakes_on_another_writer(store: Store) -> None:
         timer.join()
     assert written.is_set()
     assert 0.09 <= elapsed < 2 and visible == 1     # woke for the write, not before it
+
+
+def test_due_in_follows_the_claim_on_a_paused_queue(store: Store) -> None:
+    """A worker sleeps until due_in: a row its claim will not take must not be due."""
+    add(store)
+    store.save_queue(QueueSpec("q", paused=True))
+    assert store.due_in("q") is None and store.claim("q", OWNER, 60) is None
+    store.set_paused("q", False)
+    due = store.due_in("q")
+    assert due is not None and due <= 0
