@@ -19,6 +19,13 @@ import functools
 import time
 from dataclasses import dataclass
 
+#: A retry due time further ahead than its own wait plus this is taken as due (it was
+#: written under another boot's clock). The slack covers clock readings taken a little
+#: apart: a claim reads the clock before it waits for the write lock (up to the store's
+#: busy give-up), so its "now" can be older than a hand-back it then sees. So a retry is
+#: never delayed by more than its backoff plus this, and never cut short by a late reader.
+DUE_SLACK = 60.0
+
 
 @functools.cache
 def boot_id() -> str:

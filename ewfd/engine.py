@@ -234,7 +234,8 @@ class Engine:
         try:
             yield
         finally:
-            keeper.drop(owner, lease)
+            if keeper.pid == os.getpid():   # not in a process a step forked: its copy of the
+                keeper.drop(owner, lease)   # keeper's lock may be held by a thread it lacks
 
     def _lease_keeper(self) -> _LeaseKeeper:
         with self._lock:

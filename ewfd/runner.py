@@ -286,9 +286,13 @@ class Run:
                 timeouts.call(self.registry.activities[step.name], (ctx, state), step.timeout)
                 encoded = codec.encode_state(state, self.registry.max_state_size)
             except BaseException as exc:   # SystemExit and the like too: the step's failure
-                if not interruptions.is_step_failure(exc):
+                # In a process the step forked, what it raised is that process's own end.
+                if self._forked() or not interruptions.is_step_failure(exc):
                     raise
                 error = exc
+            else:
+                if self._forked():
+                    raise SystemExit(0)
             finally:
                 reporter.close()    # no report may land after the outcome below
             if self.on_step is not None and deadline is not None:
@@ -341,6 +345,14 @@ class Run:
             log.info("step.progress", fraction=round(fraction, 4), message=message)
 
         return ProgressReporter(publish=publish, on_change=self.on_progress)
+
+    def _forked(self) -> bool:
+        """True in a process the step forked (``os.fork()``, a helper ending with
+        ``sys.exit``): it is not the attempt. What it raises propagates as plain Python
+        would propagate it, and returning into ewfd ends it as ``sys.exit(0)``: it never
+        records, retries or continues the workflow (its store is the parent's, and the
+        next steps must not run a second time)."""
+        return os.getpid() != self.pid
 
     def _fail(self, step: Step, row: Attempt, error: BaseException) -> Outcome:
         message = f"step {step.name}: {error_text(error)}"

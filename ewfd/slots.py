@@ -10,6 +10,7 @@ harmless because the supervisor re-reads every tick.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import time
 from dataclasses import dataclass
@@ -77,9 +78,15 @@ class Slot:
         self._buf = buffer
         self._off = offset
         self.tasks = 0
+        self._pid = os.getpid()   # the worker (a slot is made in the forked worker)
         self._deadline = 0.0
 
     def _write(self, state: int, deadline: float, uuid: str | None, step: str | None) -> None:
+        if os.getpid() != self._pid:
+            # A process a step forked shares the mapping: it must never mark the worker idle
+            # (the supervisor would stop renewing the lease of the step still running) or
+            # clear the step's deadline.
+            return
         self._deadline = deadline
         now = time.monotonic()
         _FORMAT.pack_into(self._buf, self._off, state, self.tasks, now, deadline, now,
@@ -97,7 +104,7 @@ class Slot:
         it for its step's timeout: the timeout is held back until the write ends (a step's
         own ``engine.run`` waiting on a lock cannot react to it). After the write, the grace
         counts from the write's end at the earliest."""
-        if not self._deadline:
+        if not self._deadline or os.getpid() != self._pid:   # (a process a step forked)
             return
         value = 0.0 if held else max(self._deadline, time.monotonic())
         _DEADLINE.pack_into(self._buf, self._off + _DEADLINE_AT, value)
@@ -107,6 +114,8 @@ class Slot:
 
     def progress(self, fraction: float, message: str | None) -> None:
         """The running step's report (every ``ctx.progress`` call: a memory write)."""
+        if os.getpid() != self._pid:   # a process the step forked: not the worker's report
+            return
         _PROGRESS.pack_into(self._buf, self._off + _HEAD.size, fraction,
                             (message or "").encode("utf-8", "backslashreplace")[:96])
 

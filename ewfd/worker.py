@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -37,6 +38,7 @@ EXIT_BOOT = 3          # could not start at all: the supervisor stops instead of
 EXIT_DATABASE = 4      # the database file was deleted or replaced: the daemon stops
 EXIT_RECYCLE = 10      # reached max_tasks_per_worker
 IDLE_FALLBACK = 1.0    # with inotify, a wait is also a poll at least this often
+WORKER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
 
 
 class _Interrupt(Exception):
@@ -65,10 +67,23 @@ class Worker:
         self._missed = False      # the last claim found nothing (not: lost its lease)
         self._listens = False     # the store wakes us on writes (set by run)
         self.log = liblog.get_logger().bind(queue=queue.name)
+        # A daemon worker's signal handlers, as child_main set them: a step may replace one
+        # (a library setting SIGTERM to SIG_IGN), and that must not last past its attempt.
+        self._handlers = {sig: signal.getsignal(sig) for sig in WORKER_SIGNALS} \
+            if own_process else {}
+
+    def _own_signals(self) -> None:
+        """Put back the worker's own handlers a step replaced (daemon workers only: in-process
+        the host program's handlers are its own business)."""
+        for sig, handler in self._handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                if signal.getsignal(sig) is not handler:
+                    signal.signal(sig, handler)
 
     def _on_step(self, wf: Workflow, index: int, deadline: float | None) -> None:
         """Called as an attempt starts (with its deadline) and, for a step with a timeout,
         as it ends (with None)."""
+        self._own_signals()
         overran = self._deadline is not None and time.monotonic() > self._deadline
         self._deadline = deadline
         if overran and deadline is None and self.own_process:
@@ -103,6 +118,7 @@ class Worker:
         except LeaseLost:
             return None
         finally:
+            self._own_signals()
             self.tasks += 1
             if self.slot is not None:
                 self.slot.task_done()
@@ -206,6 +222,7 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
                reopen_log: Any) -> NoReturn:
     """Entry point of a forked worker. Never returns: always ``os._exit``."""
     code = EXIT_CRASH
+    me = os.getpid()
     try:
         _set_pdeathsig()
         if os.getppid() != parent_pid:   # the supervisor died before prctl took effect
@@ -277,10 +294,24 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
         with contextlib.suppress(Exception):
             store.close()
     except BaseException as exc:   # a bug: say so, and let the supervisor restart us
+        if os.getpid() != me:   # a process a step forked, ending: it is not the worker
+            if not isinstance(exc, SystemExit):   # as Python ends it: the traceback, status 1
+                with contextlib.suppress(Exception):
+                    traceback.print_exception(exc)
+            _exit(_exit_code(exc))
         with contextlib.suppress(Exception):
             structlog.get_logger("ewfd").exception("worker.crashed", error=repr(exc))
         code = EXIT_CRASH
     _exit(code)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The exit status Python gives a process that ``exc`` ends."""
+    if not isinstance(exc, SystemExit):
+        return 1
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    return 1
 
 
 def _escape_unencodable(stream: Any) -> None:

@@ -332,9 +332,11 @@ class MemoryStore:
 
     @staticmethod
     def _due(row: _Row, now: float) -> bool:
-        """Its time has come, or it lies further ahead than its own wait (SQLiteStore._DUE)."""
-        return row.not_before <= now or (row.retry_wait is not None and
-                                         row.not_before > now + row.retry_wait)
+        """Its time has come, or it lies further ahead than its own wait plus a slack
+        (SQLiteStore._DUE, clock.DUE_SLACK)."""
+        return row.not_before <= now or (
+            row.retry_wait is not None
+            and row.not_before > now + row.retry_wait + clock.DUE_SLACK)
 
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
         now = self.clock.now()

@@ -338,6 +338,18 @@ class SQLiteStore:
             finally:
                 self._conn.text_factory = str
 
+    def _fetch(self, conn: sqlite3.Connection, sql: str,
+               params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Rows read inside a write: text an outside program wrote that is not UTF-8 comes
+        back as :class:`_BadText` instead of failing the whole write (a sweep over every row
+        must not stop at one it cannot decode)."""
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not _bad_text(exc):
+                raise
+            return self._lenient(lambda: conn.execute(sql, params).fetchall())
+
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one IMMEDIATE transaction, retrying while the database is locked."""
         self._check_pid()
@@ -675,8 +687,8 @@ class SQLiteStore:
                   "step_started_at=:now, updated_at=:now, progress=NULL")
 
     # Due: its time has come on the host clock, or it lies further ahead than its own wait
-    # (written under another boot's clock): a retry never waits longer than its backoff.
-    _DUE = "(not_before <= :t OR not_before > :t + retry_wait)"
+    # plus a slack (written under another boot's clock): see clock.DUE_SLACK.
+    _DUE = f"(not_before <= :t OR not_before > :t + retry_wait + {clock.DUE_SLACK!r})"
 
     def claim(self, queue: str, owner: str, lease: float) -> Claimed | None:
         now = self.clock.now()
@@ -845,12 +857,13 @@ class SQLiteStore:
 
         def tx(conn: sqlite3.Connection) -> list[Interrupted]:
             out = self._fail_uncounted(conn, cond, params)
-            rows = conn.execute(
+            rows = self._fetch(
+                conn,
                 "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
                 "j.attempt, j.step_started_at, j.lease_owner, j.cancel_requested, "
                 "q.max_crashes FROM jobs j "
                 f"LEFT JOIN queues q ON q.name = j.queue WHERE j.status='running' AND {cond}",
-                params).fetchall()
+                params)
             for r in rows:
                 step = self._step_name(conn, r["workflow"], r["steps"], r["current_step"])
                 crashes = r["crashes"] + int(crash)
@@ -885,11 +898,12 @@ class SQLiteStore:
         """Running rows whose ``crashes`` or ``attempt`` a person set to something that is
         not a count: how often the step ran is unknown, so they fail, naming the column."""
         out = []
-        for r in conn.execute(
+        for r in self._fetch(
+                conn,
                 "SELECT j.id, j.uuid, j.workflow, j.queue, j.current_step, j.steps, j.crashes, "
                 f"j.attempt FROM jobs j WHERE j.status='running' AND {cond} AND NOT ("
                 "typeof(j.crashes)='integer' AND j.crashes >= 0 AND "
-                "typeof(j.attempt)='integer' AND j.attempt >= 0)", params).fetchall():
+                "typeof(j.attempt)='integer' AND j.attempt >= 0)", params):
             problems = []
             for column in ("crashes", "attempt"):
                 try:
@@ -909,12 +923,13 @@ class SQLiteStore:
 
     @staticmethod
     def _step_name(conn: sqlite3.Connection, workflow: str, steps: str | None, index: int) -> str:
-        if steps is None:
-            row = conn.execute("SELECT steps FROM templates WHERE name=?", (workflow,)).fetchone()
-            steps = row[0] if row else None
         try:
+            if steps is None:
+                row = conn.execute("SELECT steps FROM templates WHERE name=?",
+                                   (workflow,)).fetchone()
+                steps = row[0] if row else None
             return str(json.loads(steps or "[]")[index]["name"])
-        except (ValueError, IndexError, KeyError, TypeError):
+        except (ValueError, IndexError, KeyError, TypeError, sqlite3.OperationalError):
             return f"#{index}"
 
     def reject_unknown_queues(self) -> list[tuple[str, str]]:
@@ -924,8 +939,8 @@ class SQLiteStore:
 
         def tx(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             out = []
-            for r in conn.execute("SELECT id, uuid, queue, steps IS NULL AS by_sql, not_before "
-                                  f"FROM jobs WHERE {_UNRUNNABLE}").fetchall():
+            for r in self._fetch(conn, "SELECT id, uuid, queue, steps IS NULL AS by_sql, "
+                                 f"not_before FROM jobs WHERE {_UNRUNNABLE}"):
                 error = _unrunnable(r)
                 conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
                              "updated_at=? WHERE id=?", (error, _now_iso(), r["id"]))
@@ -1190,6 +1205,9 @@ def _unrunnable(r: sqlite3.Row) -> str:
     if r["queue"] is None and r["by_sql"]:
         return ("invalid row: queue is NULL: no worker takes a workflow without a queue "
                 "(leave the column out for 'default', or name a queue)")
+    if isinstance(r["queue"], _BadText):
+        return (f"invalid row: queue {_rows.show(r['queue'])}: not valid UTF-8 text (no "
+                "queue has that name)")
     if not isinstance(r["not_before"], int | float):
         return (f"invalid row: not_before {_rows.show(r['not_before'])}: expected a number "
                 "(epoch seconds)")

@@ -826,3 +826,27 @@ def test_due_in_follows_the_claim_on_a_paused_queue(store: Store) -> None:
     store.set_paused("q", False)
     due = store.due_in("q")
     assert due is not None and due <= 0
+
+
+def test_a_retry_wait_is_not_cut_short_by_a_claim_whose_clock_was_read_first(
+        store: Store) -> None:
+    """A claim reads the clock before it waits for the write lock, so its "now" can be a
+    little older than the hand-back it then sees: that must not make the retry look like a
+    due time from another boot's clock (further ahead than its wait) and run it at once."""
+    add(store)
+    claimed = store.claim("q", OWNER, 60)
+    assert claimed is not None
+    store.release(claimed.lease, status=S.PENDING, retry_in=4.0)
+    real = store.clock   # type: ignore[attr-defined]
+
+    class Behind:
+        def now(self) -> float:
+            return float(real.now()) - 0.5
+
+    store.clock = Behind()   # type: ignore[attr-defined]
+    try:
+        assert store.claim("q", OTHER, 60) is None
+        due = store.due_in("q")
+        assert due is not None and due > 3.0
+    finally:
+        store.clock = real   # type: ignore[attr-defined]
