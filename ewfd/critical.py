@@ -76,6 +76,17 @@ _MARK = "_ewfd_defers"
 _depth = 0                                  # sections open in the main thread
 _held: list[tuple[int, Handler]] = []       # handlers called inside, to run at the end
 _swapped: dict[int, Handler] = {}           # foreign handlers replaced by _record
+_watcher: Callable[[bool], None] | None = None   # told as the outermost section begins, ends
+
+
+def watch(fn: Callable[[bool], None] | None) -> None:
+    """Call ``fn(True)`` as the main thread enters its outermost section and ``fn(False)``
+    as it leaves it (before the held handlers run). A daemon worker tells its supervisor
+    so: a step whose own write waits on a locked database cannot react to its timeout
+    (held back here) and must not be killed for ignoring it meanwhile. ``fn`` must not
+    raise."""
+    global _watcher
+    _watcher = fn
 
 
 def _in_main_thread() -> bool:
@@ -144,6 +155,8 @@ class section:
             self._active = False
             _leave()
             raise
+        if _watcher is not None:
+            _watcher(True)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -152,7 +165,10 @@ class section:
             return
         if _depth > 1:
             _depth -= 1
-        elif _swapped or _held:
+            return
+        if _watcher is not None:
+            _watcher(False)
+        if _swapped or _held:
             _leave()
         else:   # the common case, kept cheap: nothing arrived, nothing to put back
             _depth = 0

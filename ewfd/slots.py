@@ -26,6 +26,8 @@ _HEAD = struct.Struct("<iiddd36s64s")
 _PROGRESS = struct.Struct("<d96s")
 _FORMAT = struct.Struct("<iiddd36s64sd96s")
 NO_PROGRESS = -1.0
+_DEADLINE = struct.Struct("<d")
+_DEADLINE_AT = struct.calcsize("<iid")   # the deadline's offset in a slot
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Slot:
         self._off = offset
         self.tasks = 0
         self._pid = os.getpid()   # the worker (a slot is made in the forked worker)
+        self._deadline = 0.0
 
     def _write(self, state: int, deadline: float, uuid: str | None, step: str | None) -> None:
         if os.getpid() != self._pid:
@@ -84,6 +87,7 @@ class Slot:
             # (the supervisor would stop renewing the lease of the step still running) or
             # clear the step's deadline.
             return
+        self._deadline = deadline
         now = time.monotonic()
         _FORMAT.pack_into(self._buf, self._off, state, self.tasks, now, deadline, now,
                           (uuid or "").encode()[:36], (step or "").encode()[:64],
@@ -94,6 +98,16 @@ class Slot:
 
     def running(self, uuid: str, step: str | None, deadline: float = 0.0) -> None:
         self._write(RUNNING, deadline, uuid, step)
+
+    def hold_deadline(self, held: bool) -> None:
+        """While the worker's main thread is inside a store write the supervisor does not kill
+        it for its step's timeout: the timeout is held back until the write ends (a step's
+        own ``engine.run`` waiting on a lock cannot react to it). After the write, the grace
+        counts from the write's end at the earliest."""
+        if not self._deadline or os.getpid() != self._pid:   # (a process a step forked)
+            return
+        value = 0.0 if held else max(self._deadline, time.monotonic())
+        _DEADLINE.pack_into(self._buf, self._off + _DEADLINE_AT, value)
 
     def stopping(self) -> None:
         self._write(STOPPING, 0.0, None, None)

@@ -293,6 +293,7 @@ def child_main(engine: Engine, make_store: Any, queue: QueueSpec, slot: Slot, *,
                         max_tasks=queue.max_tasks_per_worker, parent_pid=parent_pid,
                         own_process=True, marks=marks)
         worker_ref.append(worker)
+        critical.watch(slot.hold_deadline)   # no timeout kill while a step's write waits
         slot.idle()
         log.info("worker.started")
         try:
