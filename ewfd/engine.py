@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from . import codec, identity, liblog, runner
+from . import codec, critical, identity, liblog, runner
 from .errors import (
     ActivityNotFound,
     QueueNotFound,
@@ -128,10 +128,13 @@ class Engine:
         stored as pending and returned at once: workers run it."""
         wf.check_text()
         encoded = codec.encode_state(wf.state, self.max_state_size)
-        try:   # already stored (a re-run of a pending workflow): run it as it is
-            self._store.load_workflow(wf.uuid)
-        except WorkflowNotFound:
-            self._store.create_workflow(wf, encoded)
+        # The check and the insert are one store call as far as signals go: a step's timeout
+        # (a step enqueueing a child) fires after both, never between them.
+        with critical.section():
+            try:   # already stored (a re-run of a pending workflow): run it as it is
+                self._store.load_workflow(wf.uuid)
+            except WorkflowNotFound:
+                self._store.create_workflow(wf, encoded)
         if wf.queue is not None:
             return self._done_future(wf) if background else wf
         if background:

@@ -299,7 +299,10 @@ class SQLiteStore:
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         self._check_pid()
-        with self._lock:
+        # In the signal-deferring section too: a read queued behind another thread's write
+        # (the lease thread's renewal, waiting on a lock) is a store call a step's timeout
+        # must not cut in two either (engine.run's check, then its insert).
+        with critical.section(), self._lock:
             for _ in range(5):
                 rows = self._read_once(sql, params)
                 if self._snapshot is None or self._snapshot.holds():
