@@ -62,7 +62,8 @@ def init(directory: Path, for_systemd: bool, force: bool) -> None:
     targets = {name: directory / name for name in files}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not force:
-        raise Failure(f"{', '.join(existing)} already exists: pass --force to overwrite")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise Failure(f"{', '.join(existing)} already {verb}: pass --force to overwrite")
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         targets[name].write_text(text, encoding="utf-8")

@@ -79,7 +79,7 @@ def test_init_writes_the_sample_config_and_refuses_to_overwrite(tmp_path: Path) 
     assert f"ewfd run --config {written}" in output
     written.write_text("# mine\n")
     code, output = init(str(tmp_path / "conf"))
-    assert code == 1 and "already exists: pass --force" in output
+    assert code == 1 and f"{written} already exists: pass --force" in output
     assert written.read_text() == "# mine\n"
     assert init(str(tmp_path / "conf"), "--force")[0] == 0
     assert written.read_text() == SAMPLE.read_text()
