@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 
 from . import codec, identity, runtime
-from .config import QUEUE_NAME_RE, Config, ConfigError, load_config
+from .config import BUILT_IN, QUEUE_NAME_RE, Config, ConfigError, load_config
 from .errors import (
     InvalidRow,
     QueueNotFound,
@@ -392,13 +392,17 @@ def _defined_by_config(name: str, spec: QueueSpec | None, config: Config | None)
     return None
 
 
-def _refuse_configured(name: str, where: str, action: str) -> CtlError:
+def _refuse_configured(name: str, where: str, action: str, then: str = "") -> CtlError:
+    if where == BUILT_IN:       # ewfd run found no config file: there is nothing to edit
+        return CtlError(f"queue {name} is defined in {where} (ewfd run found no config "
+                        f"file): to {action.removesuffix(' it')} it, write a config "
+                        "(`ewfd init`) and restart ewfd with --config")
     if where.startswith("ewfd run"):
         return CtlError(f"queue {name} is defined by {where}: {action} on that command line "
-                        "and restart ewfd")
+                        f"and restart ewfd{then}")
     return CtlError(f"queue {name} is defined in {where}: {action} there and reload the "
-                    "daemon (SIGHUP, or systemctl reload ewfd); what ewfd ctl wrote would not "
-                    "last")
+                    f"daemon (SIGHUP, or systemctl reload ewfd){then}; what ewfd ctl wrote "
+                    "would not last")
 
 
 def create_queue(store: Store, name: str, settings: Mapping[str, Any], *,
@@ -442,7 +446,8 @@ def close_queue(store: Store, name: str, *, force: bool = False, drain: bool = F
         raise CtlError(f"no queue {name!r} ({_known_queues(store)})") from None
     where = _defined_by_config(name, spec, config)
     if where is not None:
-        raise _refuse_configured(name, where, "remove it (the daemon then drains and closes it)")
+        raise _refuse_configured(name, where, "remove it",
+                                 ", which then drains and closes it")
     cancelled = 0
     if cancel_pending:
         pending = store.find_uuids(WorkflowQuery(queues=(name,),

@@ -80,8 +80,10 @@ def cancel(refs: tuple[str, ...], everything: bool, yes: bool, config_path: str 
 
     Pending, one never runs; running, it stops before its next step. A step
     in progress is never torn: it finishes, its result is saved, then the
-    workflow ends `cancelled` (a retry wait is cut short). Cancelling one
-    already cancelled or cancelling changes nothing (exit 0).
+    workflow ends `cancelled` (a retry wait is cut short). A cancel that
+    arrives during the last step is too late: the workflow completes, unless
+    that step fails. Cancelling one already cancelled or cancelling changes
+    nothing (exit 0).
 
     Name workflows by uuid or a unique start of one (several at once), or
     select them with a filter: --status (default: pending and running),

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .. import control
+from ..config import BUILT_IN
 from ..logtail import LogFilter
 from ..logtail import tail as tail_log
 from ..model import WorkflowStatus
@@ -133,7 +134,9 @@ def _queue_notes(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if r["origin"] == "config":
             places.setdefault(r["defined_in"] or "the daemon's config", []).append(r["queue"])
-    notes = [f"config: {where} ({', '.join(names)}): change them there, then SIGHUP"
+    notes = [f"config: {where} ({', '.join(names)}): "
+             + ("to change them, write a config file (`ewfd init`) and restart ewfd "
+                "with --config" if where == BUILT_IN else "change them there, then SIGHUP")
              for where, names in places.items()]
     if any(r["draining"] for r in rows):
         notes.append("draining: takes no new workflows; closed once none is pending or running")

@@ -30,6 +30,25 @@ def server_config(text: str) -> str:
     return text.replace(line, f'database = "{SERVER_DATABASE}"\n', 1)
 
 
+# Where the unit's sandbox hides paths from the daemon: an ExecStart there cannot start.
+HIDDEN_BY_UNIT = {"/home": "ProtectHome=yes", "/root": "ProtectHome=yes",
+                  "/run/user": "ProtectHome=yes", "/tmp": "PrivateTmp=yes",
+                  "/var/tmp": "PrivateTmp=yes"}
+
+
+def hidden_by_unit(paths: list[Path]) -> str | None:
+    """Why the unit cannot run an installation at one of ``paths``, or None."""
+    for path in paths:
+        for top, setting in HIDDEN_BY_UNIT.items():
+            if path == Path(top) or Path(top) in path.parents:
+                return (f"warning: the unit's ExecStart needs {path}, under {top}, which "
+                        f"its {setting} hides from the daemon: it could not start. "
+                        "Install ewfd in a venv such as /opt/ewfd, made with a Python outside "
+                        "/home, /root and /tmp (the README's systemd section), and run its "
+                        "`ewfd init --systemd`.")
+    return None
+
+
 def unit_for_this_install(text: str) -> str:
     """The unit with ExecStart pointing at this installation's ewfd."""
     script = Path(sys.executable).parent / "ewfd"
@@ -62,12 +81,17 @@ def init(directory: Path, for_systemd: bool, force: bool) -> None:
     targets = {name: directory / name for name in files}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not force:
-        raise Failure(f"{', '.join(existing)} already exists: pass --force to overwrite")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise Failure(f"{', '.join(existing)} already {verb}: pass --force to overwrite")
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         targets[name].write_text(text, encoding="utf-8")
         click.echo(f"wrote {targets[name]}")
     click.echo(_next_steps(targets, for_systemd))
+    warning = for_systemd and hidden_by_unit([Path(sys.executable).parent,
+                                              Path(sys.executable).resolve().parent])
+    if warning:
+        click.echo(warning, err=True)
 
 
 def _next_steps(targets: dict[str, Path], for_systemd: bool) -> str:

@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from ewfd import Engine, QueueSpec, SQLiteStore, Step, WorkflowStatus, WorkflowTemplate
 from ewfd.cli import main
+from ewfd.config import BUILT_IN
 
 
 @pytest.fixture
@@ -43,6 +44,22 @@ def test_a_configured_queue_is_refused_by_create_and_close(db: Path) -> None:
         assert "queue orders is defined in /etc/ewfd/ewfd.toml" in result.stderr
         assert "SIGHUP" in result.stderr
     assert SQLiteStore(db, readonly=True).load_queue("orders").workers == 2
+
+
+def test_the_demo_set_ups_queue_is_refused_with_advice_that_works(db: Path) -> None:
+    """ewfd run without a config file: there is no file to edit, so say how to get one."""
+    store = SQLiteStore(db)
+    store.save_queue(QueueSpec("default", origin="config", defined_in=BUILT_IN))
+    store.close()
+    for args in (["create-queue", "default", "--workers", "3"], ["close-queue", "default"]):
+        result = ctl(*args, "--db", str(db))
+        assert result.exit_code == 1, result.output
+        assert "ewfd run found no config file" in result.stderr
+        assert "ewfd init" in result.stderr and "SIGHUP" not in result.stderr
+    queues = ctl("queues", "--db", str(db))
+    assert f"config: {BUILT_IN} (default): to change them, write a config file" in (
+        queues.stderr)
+    assert "(default): change them there" not in queues.stderr
 
 
 def test_a_queue_the_local_config_defines_is_refused_before_the_daemon_stored_it(

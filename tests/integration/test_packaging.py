@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from ewfd.cli import main
+from ewfd.cli.init import HIDDEN_BY_UNIT, hidden_by_unit
 from ewfd.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_init_writes_the_sample_config_and_refuses_to_overwrite(tmp_path: Path) 
     assert f"ewfd run --config {written}" in output
     written.write_text("# mine\n")
     code, output = init(str(tmp_path / "conf"))
-    assert code == 1 and "already exists: pass --force" in output
+    assert code == 1 and f"{written} already exists: pass --force" in output
     assert written.read_text() == "# mine\n"
     assert init(str(tmp_path / "conf"), "--force")[0] == 0
     assert written.read_text() == SAMPLE.read_text()
@@ -100,6 +101,18 @@ def test_init_systemd_writes_a_unit_for_this_installation(tmp_path: Path) -> Non
     for step in install_steps(UNIT.read_text()):     # what to run next: the same steps
         if step.startswith(("useradd", "install", "systemctl")):
             assert step.replace("ewfd-setup", str(tmp_path)) in output, step
+
+
+def test_init_systemd_warns_when_the_unit_could_not_run_this_installation() -> None:
+    """ProtectHome= and PrivateTmp= hide a venv (or the Python it links to) under /home,
+    /root or /tmp from the daemon: say so, rather than leave a unit that cannot start."""
+    warning = hidden_by_unit([Path("/opt/ewfd/bin"), Path("/home/me/.pyenv/bin")])
+    assert warning is not None and "/home/me/.pyenv/bin, under /home" in warning
+    assert "ProtectHome=yes" in warning and "/opt/ewfd" in warning
+    assert "PrivateTmp=yes" in (hidden_by_unit([Path("/tmp/venv/bin")]) or "")
+    assert hidden_by_unit([Path("/opt/ewfd/bin"), Path("/usr/bin"), Path("/homer/bin")]) is None
+    unit = UNIT.read_text()
+    assert all(setting in unit for setting in HIDDEN_BY_UNIT.values())
 
 
 def install_steps(text: str) -> list[str]:
