@@ -66,6 +66,11 @@ class DatabaseLost(StoreError):
     and the daemon stops rather than carry on or create a new, empty database."""
 
 
+class DatabaseInUse(StoreError):
+    """Another ``ewfd run`` already serves this database: one supervisor per SQLite file
+    (two would fight over the configured queues and hide each other's workers)."""
+
+
 class InvalidRow(StoreError):
     """A row written by hand holds a value ewfd cannot use; the message names the column."""
 

@@ -180,6 +180,10 @@ class Supervisor:
         for sig in HANDLED:   # marked as ewfd's own, so store writes need not swap it out
             signal.signal(sig, critical.defers(self._on_signal))
         proctree.become_subreaper()   # what a dead worker leaves comes to us, not to init
+        self.serving_fd = -1
+        if str(self.config.database) != ":memory:":
+            self.db.check_file()   # opened (on a first start, created): the file to lock
+            self.serving_fd = sqlite_file.hold_for_supervisor(str(self.config.database))
         self.kill_leftovers()
         self.engine.bind(self.db, save_templates=True)
         self.store_config_queues()
@@ -768,7 +772,7 @@ class Supervisor:
         self.board.reset(slot)
         out_r, out_w = os.pipe()
         parent = os.getpid()
-        close = [self.pipe_r, self.pipe_w, out_r, self.changes.fileno(),
+        close = [self.pipe_r, self.pipe_w, out_r, self.changes.fileno(), self.serving_fd,
                  *(w.output_fd for w in self.workers.values())]
         database, synchronous, expect = self.config.database, self.config.synchronous, self.db_file
         self.engine.max_state_size = self.config.max_state_size

@@ -23,9 +23,12 @@ Three facts from SQLite's documentation shape this module:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import urllib.parse
 from dataclasses import dataclass
+
+from ..errors import DatabaseInUse
 
 FileId = tuple[int, int]        # (st_dev, st_ino)
 
@@ -119,3 +122,21 @@ class Snapshot:
         except OSError:
             return False
         return now == self and wal_is_empty(self.path)
+
+
+def hold_for_supervisor(path: str) -> int:
+    """An open descriptor of the database file holding an exclusive ``flock`` on it, for as
+    long as the supervisor runs (the kernel drops it when the process ends, however it ends).
+    ``flock`` locks are apart from the POSIX locks SQLite takes on the same file, so this
+    one stops nothing but a second ``ewfd run``. Close it in forked children. Raises
+    :class:`DatabaseInUse` when another process holds it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DatabaseInUse(
+            f"{path}: another ewfd run already serves this database (`ewfd ctl workers --db "
+            f"{path}` shows it); stop that one first, or give this one another database"
+        ) from None
+    return fd
