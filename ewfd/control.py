@@ -52,8 +52,6 @@ class CtlError(Exception):
         self.exit_code = exit_code
 
 
-
-
 # -- finding and opening the database ------------------------------------------------------
 @dataclass(frozen=True)
 class Target:

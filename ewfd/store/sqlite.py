@@ -1284,8 +1284,6 @@ def _progress(text: Any) -> StepProgress | None:
         return None
 
 
-
-
 def _diagnose(path: str, readonly: bool = False) -> str:
     """A hint for SQLite's bare "unable to open database file"."""
     if os.path.isdir(path):
