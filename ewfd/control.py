@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from . import codec, identity, runtime
+from . import codec, config_queues, identity, runtime
 from .config import BUILT_IN, QUEUE_NAME_RE, Config, ConfigError, load_config
 from .errors import (
     InvalidRow,
@@ -50,8 +50,6 @@ class CtlError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
 
 
 # -- finding and opening the database ------------------------------------------------------
@@ -428,7 +426,9 @@ def create_queue(store: Store, name: str, settings: Mapping[str, Any], *,
     reopened = spec is not None and spec.draining and store.set_draining(name, False)
     keys = ("workers", "poll_interval", "lease", "max_crashes", "max_tasks_per_worker",
             "max_memory")
-    changed = spec is None or reopened or any(getattr(new, k) != getattr(spec, k) for k in keys)
+    changed = spec is None or reopened or any(   # whose settings they are is no change
+        getattr(new, k) != getattr(spec, k) for k in config_queues.SETTINGS
+        if k not in ("origin", "defined_in"))
     return {"changed": int(changed), "queue": name, "created": spec is None,
             "reopened": bool(reopened), **{k: getattr(new, k) for k in (*keys, "paused")}}
 

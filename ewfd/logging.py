@@ -1,7 +1,7 @@
 """structlog set-up for the daemon: one JSON object per line, one ``write`` per line.
 
-The library only ever calls ``structlog.get_logger``; this module is used by
-``ewfd run`` alone, so an embedding program keeps its own logging set-up.
+The library logs through :mod:`ewfd.liblog` (structlog once it is configured); this
+module is used by ``ewfd run`` alone, so an embedding program keeps its own logging set-up.
 Each line is written with a single ``os.write`` on a file opened ``O_APPEND``
 (or stdout), and is at most PIPE_BUF bytes (:mod:`ewfd.loglimit`), so lines from
 the supervisor and its workers never interleave, on a pipe or socket either.

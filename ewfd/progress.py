@@ -21,8 +21,7 @@ from collections.abc import Callable
 from numbers import Real
 from typing import Protocol
 
-import structlog
-
+from . import liblog
 from .codec import safe_text
 
 INTERVAL = 1.0        # seconds between two publishes of one step's progress
@@ -156,7 +155,7 @@ class Publisher:
             try:
                 fn()
             except Exception as exc:   # a publish must never end the thread
-                structlog.get_logger("ewfd").warning("step.progress_failed", error=str(exc))
+                liblog.get_logger().warning("step.progress_failed", error=str(exc))
 
 
 _publisher: Publisher | None = None

@@ -1063,12 +1063,12 @@ class SQLiteStore:
 
         def tx(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             out = []
-            for r in conn.execute(f"SELECT id, uuid, queue FROM jobs WHERE "
-                                  f"{self._NEW_ON_DRAINING}").fetchall():
-                error = closing_error(r["queue"])
+            for r in self._fetch(conn, f"SELECT id, uuid, queue FROM jobs WHERE "
+                                 f"{self._NEW_ON_DRAINING}"):
+                error = closing_error(str(_rows.lenient_text(r["queue"])))
                 conn.execute("UPDATE jobs SET status='failed', error=?, token=token+1, "
                              "updated_at=? WHERE id=?", (error, _now_iso(), r["id"]))
-                out.append((r["uuid"], error))
+                out.append((str(_rows.lenient_text(r["uuid"])), error))
             return out
 
         return self._write(tx)
@@ -1282,8 +1282,6 @@ def _progress(text: Any) -> StepProgress | None:
                             int(data["step_index"]), parse_iso(data["updated_at"]))
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-
-
 
 
 def _diagnose(path: str, readonly: bool = False) -> str:
