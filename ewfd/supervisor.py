@@ -195,7 +195,7 @@ class Supervisor:
         the config's settings; a reload drains those it removed (config_queues). A
         configured queue's row holding values ewfd cannot use is logged, then rewritten."""
         _, invalid = self.db.queue_rows()
-        self.invalid_queues({n: p for n, p in invalid.items() if n in self.config.queues})
+        self.invalid_queues(invalid)
         self.drain_reasons.update(config_queues.store_config_queues(self.db, self.config,
                                                                     previous))
 

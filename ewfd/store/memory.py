@@ -404,15 +404,16 @@ class MemoryStore:
         stored = None if attempt is None else _stored(attempt)
         with critical.section(), self._lock:
             row = self._fenced(lease)
+            ending = WorkflowStatus(status)
             if status == _PENDING and row.cancel_requested:   # a cancel requested meanwhile
-                status, error = WorkflowStatus.CANCELLED, "cancelled"
-            row.status, row.error = WorkflowStatus(status), error
+                ending, error = WorkflowStatus.CANCELLED, "cancelled"
+            row.status, row.error = ending, error
             row.retry_wait = retry_in if retry_in > 0 else None
             row.not_before = self.clock.now() + retry_in if row.retry_wait else 0.0
             row.lease_owner = row.lease_expires = None
             if attempt is not None and attempt.outcome == "failed":
                 row.attempt = attempt.attempt
-            if status == _PENDING:
+            if status == _PENDING:   # as asked: the token moves on, as SQLiteStore's does
                 row.token += 1
             if stored is not None:
                 self._history[row.id].append(stored)

@@ -838,3 +838,16 @@ def test_a_retry_wait_is_not_cut_short_by_a_claim_whose_clock_was_read_first(
         assert due is not None and due > 3.0
     finally:
         store.clock = real   # type: ignore[attr-defined]
+
+
+def test_a_hand_back_that_a_cancel_turns_into_cancelled_moves_the_token_on(
+        store: Store) -> None:
+    """Both stores: the old lease is fenced off whether the hand-back stays pending or a
+    cancel requested meanwhile ends it."""
+    wf = add(store)
+    claimed = store.claim("q", OWNER, 60)
+    assert claimed is not None
+    store.cancel_workflow(wf.uuid)
+    assert store.release(claimed.lease, status=S.PENDING, retry_in=30.0) == S.CANCELLED
+    with pytest.raises(LeaseLost):
+        store.cancel_requested(claimed.lease)
