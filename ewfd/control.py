@@ -80,7 +80,8 @@ def open_store(target: Target, *, write: bool = False) -> Store:
     """Read-only unless ``write``. A missing file is an error, never a new empty database,
     and a file that is not an ewfd database is never given ewfd's tables."""
     if not os.path.exists(target.database):
-        raise CtlError(f"no database at {target.database} (start ewfd run, or pass --db)")
+        raise CtlError(f"no database at {target.database} (start ewfd run, or pass --db or "
+                       "--config)")
     synchronous = target.config.synchronous if target.config else "normal"
     try:
         return SQLiteStore(target.database, readonly=not write, create=False,

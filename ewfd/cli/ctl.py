@@ -206,7 +206,8 @@ def workflows(limit: int, config_path: str | None, db_path: str | None, as_json:
                 out.ago(r["created_at"]), out.ago(r["updated_at"]), out.short(r["error"])]
                for r in rows])
     if len(rows) == limit:
-        out.note(f"showing the newest {limit}: use --limit for more, --status to narrow")
+        narrow = "" if options.get("statuses") else ", --status to narrow"
+        out.note(f"showing the newest {limit}: use --limit for more{narrow}")
 
 
 @ctl.command()

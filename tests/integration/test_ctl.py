@@ -378,7 +378,7 @@ def test_missing_database_exits_1(tmp_path: Path) -> None:
     result = ctl("queues", "--db", str(tmp_path / "none.db"))
     assert result.exit_code == 1
     assert result.stderr == (f"ewfd: no database at {tmp_path / 'none.db'} "
-                             "(start ewfd run, or pass --db)\n")
+                             "(start ewfd run, or pass --db or --config)\n")
     assert not (tmp_path / "none.db").exists()
     assert ctl("retry", "x", "--db", str(tmp_path / "none.db")).exit_code == 1
 

@@ -251,3 +251,11 @@ def test_a_rejected_row_shows_no_step(fx: Fixture) -> None:
     assert mine.split()[4] == "-"
     theirs = next(line for line in rows if line.startswith(fx.uuids["failed"]))
     assert "flaky (2/2)" in theirs                   # it ran, and failed there
+
+
+def test_a_full_page_hints_at_status_only_when_no_status_was_given(fx: Fixture) -> None:
+    failed(fx, 2)
+    narrowed = ctl("workflows", "--status", "failed", "--limit", "1", "--db", str(fx.db))
+    assert "use --limit for more" in narrowed.stderr and "--status" not in narrowed.stderr
+    wide = ctl("workflows", "--limit", "1", "--db", str(fx.db))
+    assert "--status to narrow" in wide.stderr
