@@ -69,6 +69,9 @@ def run(config_path: str | None, app: str | None, database: str | None,
         _fail(f"{checks.where(config, overrides, 'log_file')}: cannot open {config.log_file}: "
               f"{exc.strerror}")
     configure(writer, config.log_level)
+    if config.log_file != "-" and sys.stderr.isatty():   # a person at a terminal sees nothing else
+        print(f"ewfd: logging to {config.log_file} (ewfd ctl tail --follow reads it)",
+              file=sys.stderr)
     # The log stream owns stdout (the writer holds its own copy of it): whatever else is
     # printed from here on (the app's import, a library) goes to stderr instead.
     sys.stdout.flush()
