@@ -112,9 +112,8 @@ def queues(config_path: str | None, db_path: str | None, as_json: bool) -> None:
         out.table(["NAME", "KIND", *counts],
                   [["(no queue)" if r["queue"] is None else r["queue"], (r["kind"], "yellow"),
                    *_counts(r)] for r in other])
-        out.note("closed: its queue was removed (`ewfd ctl create-queue NAME` runs what is "
-                 "pending)\nunknown: no queue ever had that name; its rows were rejected\n"
-                 "none: workflows without a queue, run in-process by engine.run")
+        kinds = {r["kind"] for r in other}
+        out.note("\n".join(text for kind, text in _KIND_NOTES if kind in kinds))
     for r in real:
         if r.get("invalid"):
             out.note(f"queue {r['queue']}: its queues row cannot be used ({r['invalid']}); the "
@@ -142,6 +141,15 @@ def _queue_notes(rows: list[dict[str, Any]]) -> None:
         notes.append("draining: takes no new workflows; closed once none is pending or running")
     if notes:
         out.note("\n".join(notes))
+
+
+#: What each kind of name that is not a queue means (only the kinds listed are explained).
+_KIND_NOTES = (
+    ("closed", "closed: its queue was removed (`ewfd ctl create-queue NAME` runs what is "
+               "pending)"),
+    ("unknown", "unknown: no queue ever had that name; its rows were rejected"),
+    ("none", "none: workflows without a queue, run in-process by engine.run"),
+)
 
 
 def _counts(r: dict[str, Any]) -> list[out.Cell]:

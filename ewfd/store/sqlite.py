@@ -1233,9 +1233,6 @@ class SQLiteStore:
     def maintenance(self) -> None:
         self._read("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def integrity_check(self) -> str:
-        return str(self._read("PRAGMA integrity_check")[0][0])
-
 
 # A running row without a usable lease (set by hand: every claim writes both) is taken back
 # by the expired-lease sweep, as if its lease had expired.

@@ -259,3 +259,15 @@ def test_a_full_page_hints_at_status_only_when_no_status_was_given(fx: Fixture) 
     assert "use --limit for more" in narrowed.stderr and "--status" not in narrowed.stderr
     wide = ctl("workflows", "--limit", "1", "--db", str(fx.db))
     assert "--status to narrow" in wide.stderr
+
+
+def test_queues_explains_only_the_kinds_it_lists(fx: Fixture) -> None:
+    insert_rows(fx.db, 1, queue="typo")
+    store = SQLiteStore(fx.db)
+    try:
+        assert store.reject_unknown_queues()
+    finally:
+        store.close()
+    result = ctl("queues", "--db", str(fx.db))
+    assert "unknown: no queue ever had that name" in result.stderr
+    assert "closed:" not in result.stderr, result.stderr
