@@ -12,13 +12,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
+from waiting import wait_until
 
 from ewfd import SQLiteStore, WorkflowStatus
 
@@ -26,15 +24,6 @@ HERE = Path(__file__).resolve().parent
 WAIT = 20.0
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def gone(pid: int) -> bool:

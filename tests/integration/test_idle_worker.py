@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from ewfd import Engine, Step, WorkflowTemplate
 from ewfd.model import QueueSpec, WorkflowStatus
@@ -89,12 +90,6 @@ class Running:
         return self.counting.claims - before
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.005)
 
 
 def wake(store: Store) -> None:
